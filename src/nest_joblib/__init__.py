@@ -1,0 +1,59 @@
+"""nest-joblib: nested ``joblib.Parallel`` calls that stay parallel.
+
+Installed, it needs no code at all: ``nest_joblib.pth`` patches joblib as soon
+as ``joblib.parallel`` is imported. This module is the explicit API, for code
+written against the upstream package and for checking what the plugin did.
+Importing it does not import joblib.
+"""
+
+from __future__ import annotations
+
+from _nest_joblib_startup import NestJoblibWarning
+
+from ._version import __version__
+
+__all__ = ["NestJoblibWarning", "__version__", "apply", "is_active", "nested_backends"]
+
+
+def apply(set_default: bool = True, auto_register: bool = True) -> None:
+    """Patch joblib now; calling it again changes nothing.
+
+    ``set_default``: make ``nested-loky`` joblib's default backend, so that
+    library code that never names a backend nests. ``auto_register``: give
+    every backend registered later with ``register_parallel_backend`` its
+    ``nested-<name>`` variant. Raises if joblib cannot be patched.
+    """
+    import joblib.parallel
+
+    from ._private.patch import patch
+
+    patch(
+        joblib.parallel,
+        set_default=set_default,
+        auto_register=auto_register,
+        source="apply()",
+    )
+
+
+def is_active() -> bool:
+    """Whether joblib is patched, or will be as soon as it is imported."""
+    import sys
+
+    from _nest_joblib_startup import installed_finder
+
+    parallel = sys.modules.get("joblib.parallel")
+    if parallel is None:
+        return installed_finder() is not None
+    from ._private.patch import is_patched
+
+    return is_patched(parallel)
+
+
+def nested_backends() -> list[str]:
+    """Names of the ``nested-<name>`` backends registered with joblib so far."""
+    import sys
+
+    parallel = sys.modules.get("joblib.parallel")
+    if parallel is None:
+        return []
+    return sorted(name for name in parallel.BACKENDS if name.startswith("nested-"))

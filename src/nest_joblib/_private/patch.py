@@ -1,0 +1,172 @@
+"""The patch applied to ``joblib.parallel``.
+
+Everything is checked and built first, then assigned in one go, so a failure
+leaves joblib exactly as it was (see :func:`patch_safely`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from types import ModuleType
+from typing import Any, Callable
+
+from _nest_joblib_startup import warn
+
+from . import engines, variants
+from .state import settings, state
+
+logger = logging.getLogger("nest_joblib")
+
+#: What the patch relies on in ``joblib.parallel``.
+REQUIRED = ("BACKENDS", "DEFAULT_BACKEND", "register_parallel_backend", "EXTERNAL_BACKENDS")
+#: Marks our ``register_parallel_backend`` (a reload of joblib.parallel
+#: replaces it, which is how a reload is recognised and patched again).
+_MARK = "__nest_joblib_original__"
+DEFAULT = variants.PREFIX + "loky"
+
+
+class PatchError(RuntimeError):
+    """joblib does not look the way the patch expects."""
+
+
+def is_patched(module: ModuleType) -> bool:
+    return hasattr(getattr(module, "register_parallel_backend", None), _MARK)
+
+
+def patch_safely(module: ModuleType, *, source: str = "plugin") -> bool:
+    """Patch, or leave joblib plain with one warning line; never raises."""
+    try:
+        patch(module, source=source)
+        return True
+    except Exception as exc:
+        version = getattr(sys.modules.get("joblib"), "__version__", "unknown")
+        state.failure = f"{type(exc).__name__}: {exc}"
+        warn(
+            f"could not patch joblib {version} ({state.failure}); joblib runs "
+            "unpatched. Set NEST_JOBLIB=0 to turn the plugin off."
+        )
+        return False
+
+
+def patch(
+    module: ModuleType,
+    *,
+    set_default: bool = True,
+    auto_register: bool = True,
+    source: str = "plugin",
+) -> None:
+    """Apply the patch to ``module`` (``joblib.parallel``); idempotent."""
+    if is_patched(module):
+        if set_default and not state.set_default:
+            _set_default(module)
+            state.set_default = True
+        state.auto_register = state.auto_register or auto_register
+        return
+    current = settings()
+    _configure_logging(current.debug)
+    missing = [name for name in REQUIRED if not hasattr(module, name)]
+    if missing:
+        raise PatchError(f"joblib.parallel has no {', '.join(missing)}")
+    backends: dict[str, Any] = module.BACKENDS
+    if not isinstance(backends, dict) or not isinstance(module.EXTERNAL_BACKENDS, dict):
+        raise PatchError("joblib.parallel.BACKENDS is not a dict")
+
+    # Build everything first...
+    new_backends = {
+        variants.PREFIX + name: variants.nested_variant(factory)
+        for name, factory in backends.items()
+        if variants.can_nest(factory)
+    }
+    new_external = {
+        variants.PREFIX + name: _lazy_external(module, name)
+        for name in module.EXTERNAL_BACKENDS
+        if not name.startswith(variants.PREFIX)
+    }
+    new_backends.update(engines.lazy_backends(current.backends))
+    original = module.register_parallel_backend
+    register = _make_register(module, original)
+    joblib = sys.modules.get("joblib")
+    rebind = joblib is not None and getattr(joblib, "register_parallel_backend", None) is original
+
+    # ...then commit it in one go.
+    backends.update(new_backends)
+    module.EXTERNAL_BACKENDS.update(new_external)
+    module.register_parallel_backend = register
+    if rebind:
+        joblib.register_parallel_backend = register  # type: ignore[union-attr]
+    state.set_default = set_default
+    state.auto_register = auto_register
+    if set_default:
+        _set_default(module)
+    state.patched = True
+    state.failure = None
+    state.source = source
+    state.variants = sorted(name for name in backends if name.startswith(variants.PREFIX))
+    logger.debug(
+        "patched joblib %s: default backend %s, nested variants %s",
+        getattr(joblib, "__version__", "?"),
+        module.DEFAULT_BACKEND,
+        ", ".join(state.variants),
+    )
+    for problem in current.problems:
+        if not problem.startswith("NEST_JOBLIB="):
+            warn(problem)
+
+
+def _set_default(module: ModuleType) -> None:
+    if DEFAULT not in module.BACKENDS:
+        return  # no loky here (multiprocessing disabled): joblib's default stays
+    if module.DEFAULT_BACKEND == "loky":
+        module.DEFAULT_BACKEND = DEFAULT
+    if getattr(module, "DEFAULT_PROCESS_BACKEND", None) == "loky":
+        module.DEFAULT_PROCESS_BACKEND = DEFAULT
+
+
+def _make_register(module: ModuleType, original: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(original)
+    def register_parallel_backend(name: str, factory: Any, make_default: bool = False) -> None:
+        original(name, factory, make_default=make_default)
+        if state.auto_register:
+            add_variant(module, name, factory)
+
+    setattr(register_parallel_backend, _MARK, original)
+    return register_parallel_backend
+
+
+def add_variant(module: ModuleType, name: str, factory: Any) -> str | None:
+    """Register ``nested-<name>`` for backend ``factory``; its name, or None."""
+    if name.startswith(variants.PREFIX) or not variants.can_nest(factory):
+        logger.debug("no nested variant for backend %r (%r cannot nest)", name, factory)
+        return None
+    nested = variants.PREFIX + name
+    module.BACKENDS[nested] = variants.nested_variant(factory)
+    if nested not in state.variants:
+        state.variants = sorted([*state.variants, nested])
+    logger.debug("registered %s", nested)
+    return nested
+
+
+def _lazy_external(module: ModuleType, name: str) -> Callable[[], None]:
+    """Registrar for ``nested-<name>`` beside joblib's own lazy ``<name>``."""
+
+    def register() -> None:
+        if name not in module.BACKENDS:
+            module.EXTERNAL_BACKENDS[name]()
+        if variants.PREFIX + name not in module.BACKENDS:
+            add_variant(module, name, module.BACKENDS[name])
+
+    return register
+
+
+def _configure_logging(debug: bool) -> None:
+    if not debug:
+        return
+    log = logging.getLogger("nest_joblib")
+    if not any(getattr(h, "_nest_joblib", False) for h in log.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("nest-joblib[%(process)d] %(message)s"))
+        handler._nest_joblib = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+    log.setLevel(logging.DEBUG)

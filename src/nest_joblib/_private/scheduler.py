@@ -1,0 +1,246 @@
+"""Running the tasks of one nested ``Parallel`` call within the CPU budget.
+
+The caller of a nested call is itself a task holding a token. While it waits
+it lends that token to its own call. Tasks run in one of two places:
+
+- **in lanes**: worker processes of this process, started one at a time and
+  only when a token is free. Each lane task takes a token of its own in the
+  lane, so that it can lend it out again one level further down;
+- **inline**: one at a time in a thread of the calling process, with the
+  caller's token, as plain joblib would run a nested call.
+
+A call that finds a free CPU when it starts sends all its tasks to lanes (the
+caller's lent token included). A call that finds none runs inline and starts
+no process, but still hands tasks to lanes whenever a CPU frees up anywhere
+in the tree, so an idle CPU is picked up by whichever call has work waiting.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from concurrent.futures import Future
+from typing import Any, Callable
+
+from . import budget as budget_mod
+from .budget import Budget, BudgetRef, Token, TokenHeld
+
+logger = logging.getLogger("nest_joblib")
+
+_POLL_MIN = 0.002
+_POLL_MAX = 0.05
+
+
+class _Item:
+    __slots__ = ("func", "future")
+
+    def __init__(self, func: Callable[[], Any]) -> None:
+        self.func = func
+        self.future: Future[Any] = Future()
+
+
+class Lanes:
+    """Single-worker loky executors of this process, made on demand.
+
+    They are not loky's reusable executor: that one is a per-process
+    singleton that an outer call may be using, and resizing it would
+    restart the workers under its feet.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[Any] = []
+        self.started = 0
+
+    def submit(self, func: Callable[[], Any], env: dict[str, str]) -> Future[Any]:
+        with self._lock:
+            lane = self._idle.pop() if self._idle else None
+        if lane is None:
+            from joblib.externals.loky import ProcessPoolExecutor
+
+            lane = ProcessPoolExecutor(max_workers=1, env=env)
+            with self._lock:
+                self.started += 1
+            logger.debug("started lane process %d of this process", self.started)
+        future: Future[Any] = lane.submit(func)
+        future.add_done_callback(lambda _: self._give_back(lane))
+        return future
+
+    def _give_back(self, lane: Any) -> None:
+        if getattr(lane, "_flags", None) is not None and lane._flags.broken:
+            lane.shutdown(wait=False)  # a killed worker: make a new lane next time
+            return
+        with self._lock:
+            self._idle.append(lane)
+
+
+lanes = Lanes()
+
+
+class Scheduler:
+    """The tasks of one nested call: a queue, an inline runner, a feeder."""
+
+    def __init__(
+        self, n_jobs: int, budget: Budget, ref: BudgetRef, env: dict[str, str], inline: bool
+    ) -> None:
+        self._budget = budget
+        self._ref = ref
+        self._env = env
+        self.inline = inline or budget.static
+        self._remote_max = n_jobs - 1 if self.inline else n_jobs
+        self._queue: collections.deque[_Item] = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._lent: Token | None = None
+        self._remote_running = 0
+        self._threads: list[threading.Thread] = []
+        if self.inline:
+            self._threads.append(threading.Thread(target=self._run_inline, daemon=True))
+        if self._remote_max > 0 and not budget.static:
+            self._threads.append(threading.Thread(target=self._feed_lanes, daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    # -- the calling Parallel ------------------------------------------------
+
+    def submit(self, func: Callable[[], Any]) -> Future[Any]:
+        item = _Item(func)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("this nested Parallel call has been terminated")
+            self._queue.append(item)
+            self._cond.notify_all()
+        return item.future
+
+    def lend(self, token: Token) -> None:
+        """The caller waits: its token serves this call meanwhile."""
+        with self._cond:
+            self._park(token)
+
+    def take_back(self) -> Token | None:
+        """The caller resumes: its token back, if this call still has one spare."""
+        with self._cond:
+            token, self._lent = self._lent, None
+            return token
+
+    def close(self, cancel: bool = False) -> None:
+        with self._cond:
+            self._closed = True
+            if cancel:
+                for item in self._queue:
+                    item.future.cancel()
+                self._queue.clear()
+            token, self._lent = self._lent, None
+            self._cond.notify_all()
+        if token is not None:
+            token.release()
+
+    # -- inside ---------------------------------------------------------------
+
+    def _park(self, token: Token) -> None:
+        if self._lent is None and not self._closed:
+            self._lent = token
+            self._cond.notify_all()
+        else:
+            token.release()
+
+    def _next(self) -> _Item | None:
+        with self._cond:
+            while not self._queue and not self._closed:
+                self._cond.wait()
+            return self._queue.popleft() if self._queue else None
+
+    def _token_for_inline(self) -> Token | None:
+        if self._budget.static:
+            return None
+        delay = _POLL_MIN
+        with self._cond:
+            while True:
+                if self._lent is not None:
+                    token, self._lent = self._lent, None
+                    return token
+                token = self._budget.try_acquire()
+                if token is not None:
+                    return token
+                self._cond.wait(delay)
+                delay = min(delay * 2, _POLL_MAX)
+
+    def _run_inline(self) -> None:
+        token: Token | None = None
+        while True:
+            item = self._next()
+            if item is None:
+                break
+            if not item.future.set_running_or_notify_cancel():
+                continue
+            if token is None:
+                token = self._token_for_inline()
+            budget_mod.set_held(token)
+            try:
+                result = item.func()
+            except BaseException as exc:  # handed to the caller as joblib expects
+                item.future.set_exception(exc)
+            else:
+                item.future.set_result(result)
+            finally:
+                token = budget_mod.held()  # a nested call may have swapped it
+                budget_mod.set_held(None)
+            with self._cond:
+                if token is not None and not self._queue:
+                    self._park(token)  # idle: the feeder or the caller may use it
+                    token = None
+        if token is not None:
+            token.release()
+
+    def _feed_lanes(self) -> None:
+        delay = _POLL_MIN
+        while True:
+            with self._cond:
+                while not self._closed and (
+                    not self._queue or self._remote_running >= self._remote_max
+                ):
+                    self._cond.wait()
+                if self._closed:
+                    return
+                if self._lent is not None and not self.inline:
+                    # The caller's CPU is free: the lane task will take it.
+                    self._lent.release()
+                    self._lent = None
+                    free = True
+                else:
+                    free = False
+            if not free and not self._budget.has_free():
+                with self._cond:
+                    self._cond.wait(delay)
+                delay = min(delay * 2, _POLL_MAX)
+                continue
+            delay = _POLL_MIN
+            with self._cond:
+                if not self._queue:
+                    continue
+                item = self._queue.popleft()
+                self._remote_running += 1
+            if not item.future.set_running_or_notify_cancel():
+                self._remote_done_count()
+                continue
+            try:
+                remote = lanes.submit(TokenHeld(item.func, self._ref), self._env)
+            except BaseException as exc:
+                item.future.set_exception(exc)
+                self._remote_done_count()
+                continue
+            remote.add_done_callback(lambda done, item=item: self._remote_done(item, done))
+
+    def _remote_done_count(self) -> None:
+        with self._cond:
+            self._remote_running -= 1
+            self._cond.notify_all()
+
+    def _remote_done(self, item: _Item, done: Future[Any]) -> None:
+        self._remote_done_count()
+        exc = done.exception()
+        if exc is not None:
+            item.future.set_exception(exc)
+        else:
+            item.future.set_result(done.result())
