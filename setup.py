@@ -23,7 +23,9 @@ class build_py_with_startup_files(build_py):
     def run(self) -> None:
         super().run()
         for name in STARTUP_FILES:
-            self.copy_file(os.path.join(HERE, name), os.path.join(self.build_lib, name), preserve_mode=False)
+            self.copy_file(
+                os.path.join(HERE, name), os.path.join(self.build_lib, name), preserve_mode=False
+            )
 
     def get_outputs(self, include_bytecode: bool = True) -> list[str]:
         outputs = list(super().get_outputs(include_bytecode))
@@ -50,14 +52,14 @@ else:
                 with open(os.path.join(HERE, name), "rb") as f:
                     wheel.writestr(name, f.read())
 
-        def __enter__(self) -> "_WithStartupFiles":
+        def __enter__(self) -> _WithStartupFiles:
             self._strategy.__enter__()
             return self
 
         def __exit__(self, *exc: object) -> None:
             self._strategy.__exit__(*exc)
 
-    class editable_wheel_with_startup_files(editable_wheel):  # type: ignore[misc]
+    class editable_wheel_with_startup_files(editable_wheel):
         def _select_strategy(self, *args: Any, **kwargs: Any) -> Any:
             return _WithStartupFiles(super()._select_strategy(*args, **kwargs))
 

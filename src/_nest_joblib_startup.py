@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing is too expensive at start-up
     from collections.abc import Callable, Mapping, Sequence
     from importlib.machinery import ModuleSpec
     from types import ModuleType
+    from typing import Any
 
 __all__ = [
     "ENGINES",
@@ -58,9 +59,7 @@ def warn(message: str) -> None:
     """
     import warnings
 
-    warnings.warn_explicit(
-        message, NestJoblibWarning, "nest-joblib", 0, module="nest_joblib"
-    )
+    warnings.warn_explicit(message, NestJoblibWarning, "nest-joblib", 0, module="nest_joblib")
 
 
 def _accepted(values: Sequence[str]) -> str:
@@ -90,7 +89,7 @@ class Settings:
     message in :attr:`problems` and a safe value.
     """
 
-    __slots__ = ("enabled", "backends", "cpus", "debug", "problems")
+    __slots__ = ("backends", "cpus", "debug", "enabled", "problems")
 
     def __init__(
         self,
@@ -133,9 +132,7 @@ class Settings:
             problems.append(problem + "; nest-joblib stays off")
         backends = _parse_backends(environ.get("NEST_JOBLIB_BACKENDS"), problems)
         cpus = _parse_cpus(environ.get("NEST_JOBLIB_CPUS"), problems)
-        debug, problem = parse_switch(
-            "NEST_JOBLIB_DEBUG", environ.get("NEST_JOBLIB_DEBUG"), False
-        )
+        debug, problem = parse_switch("NEST_JOBLIB_DEBUG", environ.get("NEST_JOBLIB_DEBUG"), False)
         if problem:
             problems.append(problem + "; debug logging stays off")
         return cls(enabled, backends, cpus, debug, tuple(problems))
@@ -201,15 +198,15 @@ class _PatchingLoader:
 
     def create_module(self, spec: ModuleSpec) -> ModuleType | None:
         create = getattr(self._loader, "create_module", None)
-        return None if create is None else create(spec)  # type: ignore[no-any-return]
+        return None if create is None else create(spec)
 
     def exec_module(self, module: ModuleType) -> None:
         self._loader.exec_module(module)  # type: ignore[attr-defined]
-        spec = module.__spec__
+        spec: Any = module.__spec__
         if spec is not None and spec.loader is self:
-            spec.loader = self._loader  # type: ignore[assignment]
+            spec.loader = self._loader
         if getattr(module, "__loader__", None) is self:
-            module.__loader__ = self._loader  # type: ignore[assignment]
+            module.__loader__ = self._loader  # type: ignore[assignment,unused-ignore]
         self._hook(module)
 
 
@@ -244,10 +241,7 @@ class JoblibFinder:
             return None
         if spec.loader is None or not hasattr(spec.loader, "exec_module"):
             if fullname == TARGET:
-                warn(
-                    f"cannot wrap the loader of {TARGET} ({spec.loader!r}); "
-                    "joblib runs unpatched"
-                )
+                warn(f"cannot wrap the loader of {TARGET} ({spec.loader!r}); joblib runs unpatched")
             return spec
         hook = _patch_module if fullname == TARGET else _check_package
         spec.loader = _PatchingLoader(spec.loader, hook)  # type: ignore[assignment]
@@ -308,7 +302,7 @@ def install() -> None:
             warn(problem + "; nest-joblib stays off")
         if not enabled or installed_finder() is not None:
             return
-        sys.meta_path.insert(0, JoblibFinder())  # type: ignore[arg-type]
+        sys.meta_path.insert(0, JoblibFinder())
         parallel = sys.modules.get(TARGET)
         if parallel is not None:  # joblib came first: patch at once
             _patch_module(parallel)

@@ -134,7 +134,9 @@ class BudgetedLokyMixin:
     def submit(self, func: Callable[[], Any], callback: Callable[..., Any] | None = None) -> Any:
         return self._submit(func, callback)
 
-    def apply_async(self, func: Callable[[], Any], callback: Callable[..., Any] | None = None) -> Any:
+    def apply_async(
+        self, func: Callable[[], Any], callback: Callable[..., Any] | None = None
+    ) -> Any:
         return self._submit(func, callback)
 
     @contextlib.contextmanager

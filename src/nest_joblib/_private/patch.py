@@ -51,7 +51,7 @@ def patch_safely(module: ModuleType, *, source: str = "plugin") -> bool:
 
 
 def patch(
-    module: ModuleType,
+    module: Any,
     *,
     set_default: bool = True,
     auto_register: bool = True,
@@ -74,7 +74,7 @@ def patch(
         raise PatchError("joblib.parallel.BACKENDS is not a dict")
 
     # Build everything first...
-    new_backends = {
+    new_backends: dict[str, Any] = {
         variants.PREFIX + name: variants.nested_variant(factory)
         for name, factory in backends.items()
         if variants.can_nest(factory)
@@ -115,7 +115,7 @@ def patch(
             warn(problem)
 
 
-def _set_default(module: ModuleType) -> None:
+def _set_default(module: Any) -> None:
     if DEFAULT not in module.BACKENDS:
         return  # no loky here (multiprocessing disabled): joblib's default stays
     if module.DEFAULT_BACKEND == "loky":
@@ -124,7 +124,7 @@ def _set_default(module: ModuleType) -> None:
         module.DEFAULT_PROCESS_BACKEND = DEFAULT
 
 
-def _make_register(module: ModuleType, original: Callable[..., None]) -> Callable[..., None]:
+def _make_register(module: Any, original: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(original)
     def register_parallel_backend(name: str, factory: Any, make_default: bool = False) -> None:
         original(name, factory, make_default=make_default)
@@ -135,7 +135,7 @@ def _make_register(module: ModuleType, original: Callable[..., None]) -> Callabl
     return register_parallel_backend
 
 
-def add_variant(module: ModuleType, name: str, factory: Any) -> str | None:
+def add_variant(module: Any, name: str, factory: Any) -> str | None:
     """Register ``nested-<name>`` for backend ``factory``; its name, or None."""
     if name.startswith(variants.PREFIX) or not variants.can_nest(factory):
         logger.debug("no nested variant for backend %r (%r cannot nest)", name, factory)
@@ -148,7 +148,7 @@ def add_variant(module: ModuleType, name: str, factory: Any) -> str | None:
     return nested
 
 
-def _lazy_external(module: ModuleType, name: str) -> Callable[[], None]:
+def _lazy_external(module: Any, name: str) -> Callable[[], None]:
     """Registrar for ``nested-<name>`` beside joblib's own lazy ``<name>``."""
 
     def register() -> None:

@@ -18,6 +18,7 @@ in the tree, so an idle CPU is picked up by whichever call has work waiting.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import threading
 from concurrent.futures import Future
@@ -157,9 +158,9 @@ class Scheduler:
         delay = _POLL_MIN
         with self._cond:
             while True:
-                if self._lent is not None:
-                    token, self._lent = self._lent, None
-                    return token
+                lent, self._lent = self._lent, None
+                if lent is not None:
+                    return lent
                 token = self._budget.try_acquire()
                 if token is not None:
                     return token
@@ -230,7 +231,7 @@ class Scheduler:
                 item.future.set_exception(exc)
                 self._remote_done_count()
                 continue
-            remote.add_done_callback(lambda done, item=item: self._remote_done(item, done))
+            remote.add_done_callback(functools.partial(self._remote_done, item))
 
     def _remote_done_count(self) -> None:
         with self._cond:

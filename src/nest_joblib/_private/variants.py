@@ -95,7 +95,7 @@ class NestedBackendMixin:
         # The variant class exists only where it was made; pickle the object
         # as its base class (with the base's own rules) and re-make the
         # variant on the other side.
-        base_obj = object.__new__(self.nest_base)
+        base_obj: Any = object.__new__(self.nest_base)
         base_obj.__dict__.update(self.__dict__)
         return _rebuild, (base_obj, self.nesting_level, self.inner_max_num_threads)
 
@@ -137,7 +137,11 @@ def nested_variant(base: type) -> type:
             variant = type(
                 f"Nested{base.__name__}",
                 (*mixins, base),
-                {"nest_base": base, "__module__": __name__, "__qualname__": f"Nested{base.__name__}"},
+                {
+                    "nest_base": base,
+                    "__module__": __name__,
+                    "__qualname__": f"Nested{base.__name__}",
+                },
             )
             _variants[base] = variant
             logger.debug("made nested variant %s of %s", variant.__name__, base.__qualname__)
