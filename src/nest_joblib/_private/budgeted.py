@@ -103,7 +103,7 @@ class BudgetedLokyMixin:
             raise FallbackToBackend(SequentialBackend(nesting_level=level))
         budget = budget_mod.budget_for(ref)
         self.parallel = parallel
-        self._workers = _NO_MEMMAPPING
+        self._workers: Any = _NO_MEMMAPPING
         # Decided while the caller still holds its own token: a free token
         # now is a CPU that nobody in the tree is using.
         inline = not budget.has_free()
@@ -160,19 +160,25 @@ class BudgetedLokyMixin:
                 back = budget_mod.budget_for(ref).acquire()
             budget_mod.set_held(back)
 
-    def terminate(self) -> None:
+    def _close_scheduler(self, cancel: bool) -> bool:
+        """Close this call's scheduler; False if this call runs as plain loky."""
         scheduler: Scheduler | None = self.__dict__.pop("_scheduler", None)
-        if scheduler is None:
+        if scheduler is None and self.__dict__.get("_workers") is not _NO_MEMMAPPING:
+            return False
+        self._workers = None
+        if scheduler is not None:
+            scheduler.close(cancel=cancel)
+        return True
+
+    def terminate(self) -> None:
+        if not self._close_scheduler(cancel=False):
             super().terminate()  # type: ignore[misc]
             return
-        scheduler.close()
         self.reset_batch_stats()  # type: ignore[attr-defined]
 
     def abort_everything(self, ensure_ready: bool = True) -> None:
-        scheduler: Scheduler | None = self.__dict__.pop("_scheduler", None)
-        if scheduler is None:
+        if not self._close_scheduler(cancel=True):
             super().abort_everything(ensure_ready=ensure_ready)  # type: ignore[misc]
             return
-        scheduler.close(cancel=True)
         if ensure_ready:
             self.configure(n_jobs=self.parallel.n_jobs, parallel=self.parallel)

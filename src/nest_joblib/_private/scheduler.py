@@ -54,7 +54,8 @@ class Lanes:
         self._idle: list[Any] = []
         self.started = 0
 
-    def submit(self, func: Callable[[], Any], env: dict[str, str]) -> Future[Any]:
+    def submit(self, func: Callable[[], Any], env: dict[str, str]) -> tuple[Future[Any], Any]:
+        """Run ``func`` in an idle lane (a new one if none); its future and lane."""
         with self._lock:
             lane = self._idle.pop() if self._idle else None
         if lane is None:
@@ -66,11 +67,17 @@ class Lanes:
             logger.debug("started lane process %d of this process", self.started)
         future: Future[Any] = lane.submit(func)
         future.add_done_callback(lambda _: self._give_back(lane))
-        return future
+        return future, lane
+
+    def kill(self, lane: Any) -> None:
+        """Stop what ``lane`` runs (joblib aborts a call that failed or timed out)."""
+        lane._nest_joblib_killed = True
+        lane.shutdown(wait=False, kill_workers=True)
 
     def _give_back(self, lane: Any) -> None:
-        if getattr(lane, "_flags", None) is not None and lane._flags.broken:
-            lane.shutdown(wait=False)  # a killed worker: make a new lane next time
+        flags = getattr(lane, "_flags", None)
+        if getattr(lane, "_nest_joblib_killed", False) or (flags is not None and flags.broken):
+            lane.shutdown(wait=False)  # make a new lane next time
             return
         with self._lock:
             self._idle.append(lane)
@@ -95,6 +102,7 @@ class Scheduler:
         self._closed = False
         self._lent: Token | None = None
         self._remote_running = 0
+        self._remote_lanes: dict[_Item, Any] = {}
         self._threads: list[threading.Thread] = []
         if self.inline:
             self._threads.append(threading.Thread(target=self._run_inline, daemon=True))
@@ -133,9 +141,12 @@ class Scheduler:
                     item.future.cancel()
                 self._queue.clear()
             token, self._lent = self._lent, None
+            running = list(self._remote_lanes.values()) if cancel else []
             self._cond.notify_all()
         if token is not None:
             token.release()
+        for lane in running:
+            lanes.kill(lane)
 
     # -- inside ---------------------------------------------------------------
 
@@ -226,11 +237,14 @@ class Scheduler:
                 self._remote_done_count()
                 continue
             try:
-                remote = lanes.submit(TokenHeld(item.func, self._ref), self._env)
+                remote, lane = lanes.submit(TokenHeld(item.func, self._ref), self._env)
             except BaseException as exc:
                 item.future.set_exception(exc)
                 self._remote_done_count()
                 continue
+            with self._cond:
+                if not remote.done():
+                    self._remote_lanes[item] = lane
             remote.add_done_callback(functools.partial(self._remote_done, item))
 
     def _remote_done_count(self) -> None:
@@ -239,6 +253,8 @@ class Scheduler:
             self._cond.notify_all()
 
     def _remote_done(self, item: _Item, done: Future[Any]) -> None:
+        with self._cond:
+            self._remote_lanes.pop(item, None)
         self._remote_done_count()
         exc = done.exception()
         if exc is not None:
