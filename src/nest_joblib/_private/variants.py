@@ -9,6 +9,7 @@ also obeys the CPU budget (see :mod:`.budget` and :mod:`.scheduler`).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 from typing import Any, Callable, ClassVar
@@ -22,7 +23,7 @@ from joblib._parallel_backends import (
     ThreadingBackend,
 )
 
-from . import budgeted
+from . import budgeted, engines_nesting
 
 logger = logging.getLogger("nest_joblib")
 
@@ -30,7 +31,8 @@ PREFIX = "nested-"
 
 #: Backends whose workers cannot start nested workers of their own: joblib's
 #: sequential backend has nothing to nest, and multiprocessing pool workers
-#: are daemonic processes, which may not have children.
+#: are daemonic processes, which may not have children. (Subclasses of the
+#: latter that use other pools, such as Ray's, do nest.)
 UNNESTABLE: tuple[type, ...] = (SequentialBackend, MultiprocessingBackend)
 
 _variants: dict[type, type] = {}
@@ -46,20 +48,30 @@ class NestedBackendMixin:
     inner_max_num_threads: int | None
     uses_threads: bool
 
+    #: Constructor keywords that joblib passes but the base does not take
+    #: (the Dask backend would forward them to every ``client.submit``).
+    nest_strip: ClassVar[frozenset[str]] = frozenset()
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        level = kwargs.pop("nesting_level", None)
+        threads = kwargs.get("inner_max_num_threads")
+        for name in self.nest_strip:
+            kwargs.pop(name, None)
         # Remembered so that the next nesting level is built the same way
         # (backend kwargs, a Dask client, Ray's remote args...).
-        self._nest_args = (args, {k: v for k, v in kwargs.items() if k != "nesting_level"})
+        self._nest_args = (args, dict(kwargs))
+        if "nesting_level" not in self.nest_strip:
+            kwargs["nesting_level"] = level
         super().__init__(*args, **kwargs)
-        if "nesting_level" in kwargs and getattr(self, "nesting_level", None) is None:
-            self.nesting_level = kwargs["nesting_level"]
+        self.nesting_level = level
+        if threads is not None:
+            self.inner_max_num_threads = threads
 
     def get_nested_backend(self) -> tuple[ParallelBackendBase, int | None]:
         level = (self.nesting_level or 0) + 1
         args, kwargs = getattr(self, "_nest_args", ((), {}))
         nested = type(self)(*args, **kwargs)
         nested.nesting_level = level
-        nested.inner_max_num_threads = getattr(self, "inner_max_num_threads", None)
         self._copy_nest_state(nested)
         logger.debug(
             "nesting level %d gets %s (from %s at level %d)",
@@ -72,6 +84,7 @@ class NestedBackendMixin:
 
     def _copy_nest_state(self, nested: Any) -> None:
         """Hook for mixins that carry more state to the next level."""
+        nested.inner_max_num_threads = getattr(self, "inner_max_num_threads", None)
 
     def _check_thread_hints(self, kwargs: dict[str, Any]) -> None:
         level = self.nesting_level or 0
@@ -115,7 +128,8 @@ def can_nest(factory: object) -> bool:
     return (
         isinstance(factory, type)
         and issubclass(factory, ParallelBackendBase)
-        and not issubclass(factory, UNNESTABLE)
+        and not issubclass(factory, SequentialBackend)
+        and factory not in UNNESTABLE
         and not issubclass(factory, NestedBackendMixin)
     )
 
@@ -131,14 +145,19 @@ def nested_variant(base: type) -> type:
         if variant is None:
             if not can_nest(base):
                 raise TypeError(f"{base!r} is not a joblib backend class that can nest")
-            mixins: tuple[type, ...] = (NestedBackendMixin,)
+            mixins: tuple[type, ...] = (*engines_nesting.mixins_for(base), NestedBackendMixin)
             if base is LokyBackend:
-                mixins = (budgeted.BudgetedLokyMixin, NestedBackendMixin)
+                mixins = (budgeted.BudgetedLokyMixin, *mixins)
+            accepted = inspect.signature(base).parameters
+            strip = frozenset(
+                name for name in ("nesting_level", "inner_max_num_threads") if name not in accepted
+            )
             variant = type(
                 f"Nested{base.__name__}",
                 (*mixins, base),
                 {
                     "nest_base": base,
+                    "nest_strip": strip,
                     "__module__": __name__,
                     "__qualname__": f"Nested{base.__name__}",
                 },
