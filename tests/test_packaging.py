@@ -1,0 +1,117 @@
+"""Every way a user installs the project puts the start-up files in place.
+
+Builds from this checkout into a fresh virtual environment: a wheel, a wheel
+built from the sdist, and an editable install; ``pip uninstall`` removes them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import clean_env
+
+ROOT = Path(__file__).resolve().parents[1]
+STARTUP_FILES = ("nest_joblib.pth", "nest_joblib.start")
+
+pytestmark = [
+    pytest.mark.packaging,
+    pytest.mark.skipif(not (ROOT / "setup.py").exists(), reason="needs the source checkout"),
+    pytest.mark.timeout(600),
+]
+
+NESTED = """
+import json, os, time
+from joblib import Parallel, delayed
+def leaf(i):
+    time.sleep(0.3)
+    return os.getpid()
+def task(i):
+    return os.getpid(), Parallel(n_jobs=2)(delayed(leaf)(j) for j in range(2))
+print(json.dumps(Parallel(n_jobs=2)(delayed(task)(i) for i in range(1))))
+"""
+
+
+def run(*cmd: str | Path, cwd: Path | None = None) -> str:
+    proc = subprocess.run(
+        [str(c) for c in cmd], env=clean_env(), cwd=cwd, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, f"{cmd}\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("dist")
+    run(sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", out, ROOT)
+    sdist_wheels = tmp_path_factory.mktemp("from-sdist")
+    (sdist,) = out.glob("*.tar.gz")
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", sdist_wheels, sdist)
+    (wheel,) = out.glob("*.whl")
+    (wheel_from_sdist,) = sdist_wheels.glob("*.whl")
+    return {"wheel": wheel, "wheel_from_sdist": wheel_from_sdist}
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("venv")
+    run(sys.executable, "-m", "venv", path)
+    python = path / "bin" / "python"
+    run(python, "-m", "pip", "install", "--quiet", "joblib")
+    return python
+
+
+def site_packages(python: Path) -> Path:
+    return Path(run(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").strip())
+
+
+@pytest.mark.parametrize("kind", ["wheel", "wheel_from_sdist"])
+def test_wheel_carries_start_up_files_in_record(dist: dict[str, Path], kind: str) -> None:
+    with zipfile.ZipFile(dist[kind]) as wheel:
+        names = wheel.namelist()
+        (record,) = [n for n in names if n.endswith(".dist-info/RECORD")]
+        listed = {line.split(",")[0] for line in wheel.read(record).decode().splitlines()}
+        pth = wheel.read("nest_joblib.pth").decode()
+    for name in STARTUP_FILES:
+        assert name in names
+        assert name in listed
+    assert pth == (ROOT / "nest_joblib.pth").read_text()
+    assert len(pth.strip().splitlines()) == 1
+
+
+def test_install_runs_uninstall_removes(dist: dict[str, Path], venv: Path) -> None:
+    site = site_packages(venv)
+    run(venv, "-m", "pip", "install", "--quiet", "--no-deps", dist["wheel"])
+    for name in STARTUP_FILES:
+        assert (site / name).is_file()
+    pids = run(venv, "-c", NESTED)
+    ((task_pid, leaf_pids),) = __import__("json").loads(pids)
+    assert task_pid not in leaf_pids  # nested level in other processes, no code change
+    run(venv, "-m", "pip", "uninstall", "--yes", "nest-joblib")
+    for name in STARTUP_FILES:
+        assert not (site / name).exists()
+
+
+def test_editable_install_runs_it(venv: Path) -> None:
+    site = site_packages(venv)
+    run(venv, "-m", "pip", "install", "--quiet", "--no-deps", "-e", ROOT)
+    try:
+        assert (site / "nest_joblib.pth").is_file()
+        out = run(venv, "-c", "import nest_joblib; print(nest_joblib.is_active())")
+        assert out.strip() == "True"
+        ((task_pid, leaf_pids),) = __import__("json").loads(run(venv, "-c", NESTED))
+        assert task_pid not in leaf_pids
+    finally:
+        run(venv, "-m", "pip", "uninstall", "--yes", "nest-joblib")
+    assert not (site / "nest_joblib.pth").exists()
+
+
+def test_this_environment_has_the_plugin_at_the_root_of_site_packages() -> None:
+    site = Path(sysconfig.get_path("purelib"))
+    assert (site / "nest_joblib.pth").is_file()
+    assert (site / "nest_joblib.start").is_file()
