@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import functools
 import logging
+import os
 import threading
 from concurrent.futures import Future
 from typing import Any, Callable
@@ -41,12 +42,21 @@ class _Item:
         self.future: Future[Any] = Future()
 
 
+def _warm_up() -> int:
+    """Run in a new lane: import what every batch needs, then answer."""
+    import joblib.parallel  # noqa: F401
+
+    return os.getpid()
+
+
 class Lanes:
     """Single-worker loky executors of this process, made on demand.
 
     They are not loky's reusable executor: that one is a per-process
     singleton that an outer call may be using, and resizing it would
-    restart the workers under its feet.
+    restart the workers under its feet. A lane is handed tasks only once its
+    process is up; while it starts, the token that paid for its start stays
+    held, so starting processes counts against the budget too.
     """
 
     def __init__(self) -> None:
@@ -54,27 +64,32 @@ class Lanes:
         self._idle: list[Any] = []
         self.started = 0
 
-    def submit(self, func: Callable[[], Any], env: dict[str, str]) -> tuple[Future[Any], Any]:
-        """Run ``func`` in an idle lane (a new one if none); its future and lane."""
+    def take_idle(self) -> Any | None:
         with self._lock:
-            lane = self._idle.pop() if self._idle else None
-        if lane is None:
-            from joblib.externals.loky import ProcessPoolExecutor
+            return self._idle.pop() if self._idle else None
 
-            lane = ProcessPoolExecutor(max_workers=1, env=env)
-            with self._lock:
-                self.started += 1
-            logger.debug("started lane process %d of this process", self.started)
+    def start(self, env: dict[str, str]) -> Any:
+        """A new lane, once its process answers (blocks while it starts)."""
+        from joblib.externals.loky import ProcessPoolExecutor
+
+        lane = ProcessPoolExecutor(max_workers=1, env=env)
+        lane.submit(_warm_up).result()
+        with self._lock:
+            self.started += 1
+            logger.debug("lane %d of this process is up", self.started)
+        return lane
+
+    def submit(self, lane: Any, func: Callable[[], Any]) -> Future[Any]:
         future: Future[Any] = lane.submit(func)
-        future.add_done_callback(lambda _: self._give_back(lane))
-        return future, lane
+        future.add_done_callback(lambda _: self.give_back(lane))
+        return future
 
     def kill(self, lane: Any) -> None:
         """Stop what ``lane`` runs (joblib aborts a call that failed or timed out)."""
         lane._nest_joblib_killed = True
         lane.shutdown(wait=False, kill_workers=True)
 
-    def _give_back(self, lane: Any) -> None:
+    def give_back(self, lane: Any) -> None:
         flags = getattr(lane, "_flags", None)
         if getattr(lane, "_nest_joblib_killed", False) or (flags is not None and flags.broken):
             lane.shutdown(wait=False)  # make a new lane next time
@@ -102,6 +117,7 @@ class Scheduler:
         self._closed = False
         self._lent: Token | None = None
         self._remote_running = 0
+        self._starting = 0
         self._remote_lanes: dict[_Item, Any] = {}
         self._threads: list[threading.Thread] = []
         if self.inline:
@@ -200,44 +216,65 @@ class Scheduler:
                 budget_mod.set_held(None)
             with self._cond:
                 if token is not None and not self._queue:
-                    self._park(token)  # idle: the feeder or the caller may use it
+                    if self._remote_running or self._starting:
+                        # Only lanes are left: the CPU is free for the tree.
+                        token.release()
+                    else:  # likely the end of the call: keep it for the caller
+                        self._park(token)
                     token = None
         if token is not None:
             token.release()
+
+    def _take_cpu(self) -> Token | None:
+        """A token for lane work: the caller's (when it does not run inline) or a free one."""
+        with self._cond:
+            if self._lent is not None and not self.inline:
+                token, self._lent = self._lent, None
+                return token
+        return self._budget.try_acquire()
 
     def _feed_lanes(self) -> None:
         delay = _POLL_MIN
         while True:
             with self._cond:
+                # One lane per queued task at most, starting ones included.
                 while not self._closed and (
-                    not self._queue or self._remote_running >= self._remote_max
+                    len(self._queue) <= self._starting
+                    or self._remote_running + self._starting >= self._remote_max
                 ):
                     self._cond.wait()
                 if self._closed:
                     return
-                if self._lent is not None and not self.inline:
-                    # The caller's CPU is free: the lane task will take it.
-                    self._lent.release()
-                    self._lent = None
-                    free = True
-                else:
-                    free = False
-            if not free and not self._budget.has_free():
+            token = self._take_cpu()
+            if token is None:
                 with self._cond:
                     self._cond.wait(delay)
                 delay = min(delay * 2, _POLL_MAX)
                 continue
             delay = _POLL_MIN
+            lane = lanes.take_idle()
+            if lane is None:
+                # The token pays for the start; tasks stay queued meanwhile,
+                # for the inline runner or for lanes that are already up.
+                with self._cond:
+                    self._starting += 1
+                threading.Thread(target=self._start_lane, args=(token,), daemon=True).start()
+                continue
             with self._cond:
-                if not self._queue:
-                    continue
-                item = self._queue.popleft()
-                self._remote_running += 1
+                item = self._queue.popleft() if self._queue else None
+                if item is not None:
+                    self._remote_running += 1
+            # The lane task takes a token of its own, most likely this one.
+            token.release()
+            if item is None:
+                lanes.give_back(lane)
+                continue
             if not item.future.set_running_or_notify_cancel():
+                lanes.give_back(lane)
                 self._remote_done_count()
                 continue
             try:
-                remote, lane = lanes.submit(TokenHeld(item.func, self._ref), self._env)
+                remote = lanes.submit(lane, TokenHeld(item.func, self._ref))
             except BaseException as exc:
                 item.future.set_exception(exc)
                 self._remote_done_count()
@@ -246,6 +283,22 @@ class Scheduler:
                 if not remote.done():
                     self._remote_lanes[item] = lane
             remote.add_done_callback(functools.partial(self._remote_done, item))
+
+    def _start_lane(self, token: Token) -> None:
+        try:
+            lane = lanes.start(self._env)
+        except BaseException as exc:  # cannot start processes here: stay inline
+            logger.debug("could not start a lane: %r", exc)
+            lane = None
+        token.release()
+        if lane is not None:
+            lanes.give_back(lane)
+        with self._cond:
+            self._starting -= 1
+            if lane is None and not self.inline:
+                self.inline = True
+                threading.Thread(target=self._run_inline, daemon=True).start()
+            self._cond.notify_all()
 
     def _remote_done_count(self) -> None:
         with self._cond:
