@@ -290,12 +290,19 @@ def installed_finder() -> JoblibFinder | None:
     return None
 
 
+_installed = False
+
+
 def install() -> None:
     """Install the finder unless ``NEST_JOBLIB`` says no; never raises.
 
     Idempotent: a ``.pth`` file may be processed twice (virtual environments)
     and a ``.start`` file may name this function as well.
     """
+    global _installed
+    if _installed:
+        return
+    _installed = True
     try:
         enabled, problem = parse_switch("NEST_JOBLIB", os.environ.get("NEST_JOBLIB"), True)
         if problem:
