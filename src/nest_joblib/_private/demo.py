@@ -20,17 +20,19 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Callable, Optional, TextIO
+from typing import Any, Callable, TextIO
 
 __all__ = ["compare", "render", "run_child", "run_workload"]
 
 #: Pure-Python loop iterations that make up one outer task's inner loop at
-#: ``--size 1`` (about 1.5 s of one core on a 2020s x86 machine), split evenly
-#: between its leaves.
+#: ``--size 1`` (one to two seconds of one core on a 2020s x86 machine), split
+#: evenly between its leaves.
 WORK_PER_OUTER_TASK = 20_000_000
-#: Floor for one leaf, so that leaves stay well above process start-up cost.
+#: Floor for one leaf (a few tens of milliseconds), so that leaves do not shrink
+#: to nothing on machines with many CPUs.
 MIN_LEAF_LOOPS = 200_000
 #: Speed-ups within this band of 1.0 are reported as no measurable difference.
 NOISE = 0.1
@@ -88,6 +90,8 @@ def run_workload(size: float) -> dict[str, Any]:
 
     cpus = int(joblib.cpu_count())
     plan = shape(cpus, size)
+    # Start the top-level workers first, untimed: both modes need them alike.
+    Parallel(n_jobs=-1)(delayed(os.getpid)() for _ in range(cpus))
     start = time.perf_counter()
     tasks = Parallel(n_jobs=-1)(
         delayed(outer_task)(plan["leaves"], plan["loops"]) for _ in range(plan["outer"])
@@ -102,7 +106,7 @@ def run_workload(size: float) -> dict[str, Any]:
     leaf_count = sum(len(task["leaves"]) for task in tasks)
 
     active = nest_joblib.is_active()
-    budget: Optional[int] = None
+    budget: int | None = None
     if active:
         from .budgeted import budget_size
 
@@ -131,7 +135,7 @@ def _child_main(argv: Sequence[str]) -> int:
 # Parent side: two fresh interpreters and the comparison.
 
 #: The two runs: (key, label, extra environment; None means "remove").
-MODES: tuple[tuple[str, str, dict[str, Optional[str]]], ...] = (
+MODES: tuple[tuple[str, str, dict[str, str | None]], ...] = (
     ("plain", "plain joblib", {"NEST_JOBLIB": "0"}),
     ("nested", "nest-joblib", {}),
 )
@@ -139,8 +143,8 @@ MODES: tuple[tuple[str, str, dict[str, Optional[str]]], ...] = (
 
 def run_child(
     size: float,
-    overrides: Mapping[str, Optional[str]],
-    environ: Optional[Mapping[str, str]] = None,
+    overrides: Mapping[str, str | None],
+    environ: Mapping[str, str] | None = None,
     timeout: float = 600,
 ) -> dict[str, Any]:
     """Run the workload in a fresh ``sys.executable``; its report, or an error."""
@@ -168,12 +172,13 @@ def run_child(
 
 def compare(
     size: float = 1.0,
-    progress: Optional[Callable[[str], None]] = None,
-    environ: Optional[Mapping[str, str]] = None,
+    progress: Callable[[str], None] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run both modes and judge the outcome; a JSON-ready dict."""
     say = progress or (lambda message: None)
     runs: dict[str, dict[str, Any]] = {}
+    load = _load_average()  # before our own runs add to it
     for number, (key, label, overrides) in enumerate(MODES, 1):
         say(f"[{number}/{len(MODES)}] {label}: running in a fresh interpreter ...")
         report = run_child(size, overrides, environ)
@@ -182,18 +187,41 @@ def compare(
             say(f"[{number}/{len(MODES)}] {label}: FAILED ({report['error']})")
         else:
             say(f"[{number}/{len(MODES)}] {label}: done in {report['wall_seconds']:.2f} s")
-    speedup, verdict, ok = _judge(runs["plain"], runs["nested"])
-    return {"size": size, "runs": runs, "speedup": speedup, "verdict": verdict, "ok": ok}
+    speedup, verdict, ok = _judge(runs["plain"], runs["nested"], environ)
+    cpus = runs["nested"].get("cpu_count") or runs["plain"].get("cpu_count")
+    if speedup is not None and load is not None and cpus and load > cpus:
+        verdict += (
+            f" Note: the machine was busy (load average {load:.1f} on {cpus} CPUs before "
+            "the demo started), so these timings say little; run it again on a quiet machine."
+        )
+    return {
+        "size": size,
+        "runs": runs,
+        "speedup": speedup,
+        "verdict": verdict,
+        "ok": ok,
+        "load_average": load,
+    }
 
 
-def _judge(plain: dict[str, Any], nested: dict[str, Any]) -> tuple[Optional[float], str, bool]:
+def _load_average() -> float | None:
+    """The one-minute load average, where the platform has one."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def _judge(
+    plain: dict[str, Any], nested: dict[str, Any], environ: Mapping[str, str] | None = None
+) -> tuple[float | None, str, bool]:
     """(speed-up or None, one-paragraph verdict, whether the demo showed the plugin)."""
     if "error" in plain or "error" in nested:
         return None, "a run failed, so there is nothing to compare (see above)", False
     if plain["active"]:
         return None, "the plain run was patched although NEST_JOBLIB=0: cannot compare", False
     if not nested["active"]:
-        why = nested.get("failure") or _inactive_reason(nested)
+        why = nested.get("failure") or _inactive_reason(os.environ if environ is None else environ)
         return (
             None,
             f"nest-joblib was NOT active in the second run ({why}), so both runs are "
@@ -205,8 +233,8 @@ def _judge(plain: dict[str, Any], nested: dict[str, Any]) -> tuple[Optional[floa
     if cpus <= 1:
         return (
             None,
-            "joblib sees 1 CPU here: nested parallelism has nothing to gain, and nest-joblib "
-            "rightly runs the nested levels inline. Any difference in wall time is noise.",
+            "joblib sees 1 CPU here: nested parallelism has nothing to gain, so no speed-up "
+            "is claimed; any difference in wall time is noise.",
             True,
         )
     speedup = float(plain["wall_seconds"]) / max(float(nested["wall_seconds"]), 1e-9)
@@ -214,9 +242,10 @@ def _judge(plain: dict[str, Any], nested: dict[str, Any]) -> tuple[Optional[floa
     ideal = cpus / outer
     if speedup >= 1 + NOISE:
         verdict = (
-            f"nest-joblib ran {speedup:.2f}x faster: the outer loop has {outer} task(s) for "
-            f"{cpus} CPUs, plain joblib runs the inner loops on threads (one core per outer "
-            f"task for pure Python), nest-joblib gives them processes (ideal about {ideal:.1f}x)."
+            f"nest-joblib ran {speedup:.2f}x faster: the outer loop has "
+            f"{_plural(outer, 'task')} for {cpus} CPUs, plain joblib runs the inner loops on "
+            "threads (one core per outer task for pure Python), nest-joblib gives them "
+            f"processes (ideal about {ideal:.1f}x)."
         )
     elif speedup <= 1 - NOISE:
         verdict = (
@@ -231,10 +260,16 @@ def _judge(plain: dict[str, Any], nested: dict[str, Any]) -> tuple[Optional[floa
     return speedup, verdict, True
 
 
-def _inactive_reason(report: Mapping[str, Any]) -> str:
-    raw = os.environ.get("NEST_JOBLIB")
-    if raw is not None:
-        return f"NEST_JOBLIB={raw!r} in the environment"
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _inactive_reason(environ: Mapping[str, str]) -> str:
+    from _nest_joblib_startup import parse_switch
+
+    raw = environ.get("NEST_JOBLIB")
+    if not parse_switch("NEST_JOBLIB", raw, True)[0]:
+        return f"NEST_JOBLIB={raw!r} in the environment turns it off"
     return "the start-up hook did not run: is nest_joblib.pth in this environment's site-packages?"
 
 
@@ -248,8 +283,9 @@ def render(result: Mapping[str, Any]) -> str:
     if good:
         plan = good[-1]["shape"]
         head = (
-            f"workload: {plan['outer']} outer task(s) x {plan['leaves']} pure-Python leaves of "
-            f"{plan['loops']:,} loops; joblib sees {good[-1]['cpu_count']} CPU(s)"
+            f"workload: {_plural(plan['outer'], 'outer task')} x {plan['leaves']} pure-Python "
+            f"leaves of {plan['loops']:,} loops each; joblib sees "
+            f"{_plural(good[-1]['cpu_count'], 'CPU')}"
         )
     else:
         head = "workload: did not run"
@@ -262,15 +298,11 @@ def render(result: Mapping[str, Any]) -> str:
     names = {0: "caller", 1: "outer tasks", 2: "leaves"}
     for level in levels:
         label = f"processes at level {level} ({names.get(level, 'nested')})"
-        rows.append(
-            (
-                label,
-                [
-                    cell(r, lambda r, lv=level: str(r["processes_per_level"].get(str(lv), 0)))
-                    for r in reports
-                ],
-            )
-        )
+        key = str(level)
+        counts = [
+            "failed" if "error" in r else str(r["processes_per_level"].get(key, 0)) for r in reports
+        ]
+        rows.append((label, counts))
     rows.append(
         (
             "nest-joblib active",
@@ -284,7 +316,7 @@ def render(result: Mapping[str, Any]) -> str:
         )
     )
     speedup = result["speedup"]
-    rows.append(("speed-up", ["1.00x (baseline)", "n/a" if speedup is None else f"{speedup:.2f}x"]))
+    rows.append(("speed-up", ["1.00x", "n/a" if speedup is None else f"{speedup:.2f}x"]))
 
     width0 = max(len(label) for label, _ in rows)
     widths = [max(len(columns[i]), *(len(vals[i]) for _, vals in rows)) for i in range(2)]
@@ -294,14 +326,14 @@ def render(result: Mapping[str, Any]) -> str:
     for label, vals in rows:
         lines.append(" ".join([label.ljust(width0), *(v.rjust(w) for v, w in zip(vals, widths))]))
     lines.append("")
-    lines.append(str(result["verdict"]))
+    lines.append(textwrap.fill(str(result["verdict"]), width=100))
     for report, column in zip(reports, columns):
         if "error" in report:
             lines.append(f"{column} run failed: {report['error']}")
     return "\n".join(lines)
 
 
-def main(size: float = 1.0, as_json: bool = False, stream: Optional[TextIO] = None) -> int:
+def main(size: float = 1.0, as_json: bool = False, stream: TextIO | None = None) -> int:
     """Run the demo, print the table (or JSON) to stdout; 0 when it showed the plugin."""
     err = sys.stderr if stream is None else stream
     result = compare(size, progress=lambda message: print(message, file=err, flush=True))
