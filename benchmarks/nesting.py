@@ -1,0 +1,398 @@
+"""Nested ``Parallel`` shapes, run three ways: plain joblib, naive nesting, the CPU budget.
+
+    python benchmarks/nesting.py [--repeat N] [--shapes short,uneven,full,deep] [--leaf-seconds S]
+
+Every run is a fresh interpreter (``sys.executable``) with one of three environments:
+
+- ``plain``: ``NEST_JOBLIB=0``, joblib as shipped (threads, then sequential, below the top);
+- ``naive``: ``NEST_JOBLIB_CPUS=off``, a fresh loky pool at every level, no budget;
+- ``budget``: the default, one CPU budget for the whole process tree.
+
+The modes are interleaved (their order rotates from one repetition to the next) so that a
+noisy neighbour hurts them alike. For each shape and mode the table gives the median of the
+wall time measured inside the child around the outer ``Parallel`` call, its ratio to plain's
+median, the median wall time of the whole child process (start-up and shut-down included),
+the peak number of worker processes alive (descendants of the child, sampled every
+``--sample-ms`` from this process, loky's resource tracker not counted) and the peak number of
+leaves computing at once (from the start and end times each leaf records), and of processes
+with a leaf computing at once (threads of one process share a GIL).
+
+``--child SHAPE`` runs one shape once in the current environment and prints its JSON result,
+e.g. ``NEST_JOBLIB_DEBUG=1 python benchmarks/nesting.py --child deep`` to see the scheduler's
+decisions on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODES = ("plain", "naive", "budget")
+SHAPES = ("short", "uneven", "full", "deep")
+#: Targets of issue 3 on the 2-core machine: max ratio to plain's median wall time.
+TARGETS = {"short": 0.58, "uneven": 0.75, "full": 1.03, "deep": 1.0}
+RESULT_PREFIX = "NESTING-RESULT "
+
+# --------------------------------------------------------------------------------------------
+# The workload. It runs in the child and in its workers, which import this file as the module
+# ``nesting`` (the child puts this directory on PYTHONPATH), so functions pickle by reference.
+# --------------------------------------------------------------------------------------------
+
+
+def _timestamp_debug_log() -> None:
+    """With ``NEST_JOBLIB_DEBUG``, stamp the plugin's log lines with the time (from here on)."""
+    if not os.environ.get("NEST_JOBLIB_DEBUG"):
+        return
+    import logging
+
+    stamped = logging.Formatter("%(created).3f nest-joblib[%(process)d] %(message)s")
+    for handler in logging.getLogger("nest_joblib").handlers:
+        handler.setFormatter(stamped)
+
+
+_timestamp_debug_log()
+
+Leaf = tuple[float, float, int]  # start, end (time.time(), comparable across processes), pid
+
+
+def spin(loops: int) -> int:
+    """Pure-Python CPU work: holds the GIL, so threads do not help."""
+    acc = 0
+    for i in range(loops):
+        acc = (acc + i * i) % 1000003
+    return acc
+
+
+def leaf(loops: int) -> list[Leaf]:
+    start = time.time()
+    spin(loops)
+    return [(start, time.time(), os.getpid())]
+
+
+def fan_out(n_jobs: int, tasks: list[Any]) -> list[Leaf]:
+    """``Parallel(n_jobs)`` over ``tasks`` (``(func, *args)`` tuples); their leaves, flattened."""
+    from joblib import Parallel, delayed
+
+    results = Parallel(n_jobs=n_jobs)(delayed(func)(*args) for func, *args in tasks)
+    return [record for leaves in results for record in leaves]
+
+
+def leaves_in_turn(count: int, loops: int) -> list[Leaf]:
+    return [record for _ in range(count) for record in leaf(loops)]
+
+
+def deep_level(depth: int, loops: int) -> list[Leaf]:
+    """``depth`` more levels of ``Parallel(n_jobs=4)`` over 4 children each."""
+    if depth == 0:
+        return leaf(loops)
+    return fan_out(4, [(deep_level, depth - 1, loops)] * 4)
+
+
+def run_shape(shape: str, loops: int) -> list[Leaf]:
+    if shape == "short":
+        inner = (fan_out, -1, [(leaf, loops)] * 8)
+        return fan_out(-1, [inner])
+    if shape == "uneven":
+        wide = (fan_out, -1, [(leaf, loops)] * 6)
+        return fan_out(2, [wide, (leaves_in_turn, 2, loops)])
+    if shape == "full":
+        inner = (fan_out, -1, [(leaf, loops)] * 2)
+        return fan_out(-1, [inner] * 8)
+    if shape == "deep":
+        return deep_level(3, max(1, loops // 10))
+    raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
+
+
+def child(argv: list[str]) -> int:
+    """In the fresh interpreter: run one shape once, print the result as one JSON line."""
+    shape, loops = argv[0], int(argv[1])
+    import joblib  # imported (and patched) before the clock starts, as in any real program
+
+    epoch = time.time()
+    start = time.perf_counter()
+    leaves = run_shape(shape, loops)
+    wall = time.perf_counter() - start
+    result = {
+        "start": epoch,
+        "wall": wall,
+        "leaves": leaves,
+        "backend": joblib.parallel.DEFAULT_BACKEND,
+    }
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# The driver.
+# --------------------------------------------------------------------------------------------
+
+CHILD_CODE = "import sys, nesting; sys.exit(nesting.child(sys.argv[1:]))"
+
+
+def mode_env(mode: str, debug: bool = False) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEST_JOBLIB")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)
+    if mode == "plain":
+        env["NEST_JOBLIB"] = "0"
+    elif mode == "naive":
+        env["NEST_JOBLIB_CPUS"] = "off"
+    elif mode != "budget":
+        raise ValueError(mode)
+    if debug:
+        env["NEST_JOBLIB_DEBUG"] = "1"
+    return env
+
+
+def calibrate(seconds: float) -> int:
+    """Loop count of :func:`spin` that takes about ``seconds`` here (best of a few tries)."""
+    loops = 100_000
+    while True:
+        start = time.perf_counter()
+        spin(loops)
+        took = time.perf_counter() - start
+        if took > 0.1:
+            break
+        loops *= 2
+    best = took
+    for _ in range(4):
+        start = time.perf_counter()
+        spin(loops)
+        best = min(best, time.perf_counter() - start)
+    return max(1, round(loops * seconds / best))
+
+
+class Sampler(threading.Thread):
+    """Counts the live descendants of one process every ``period`` seconds; keeps the peak."""
+
+    def __init__(self, pid: int, period: float) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.period = period
+        self.peak = 0
+        self._done = threading.Event()
+        self._helpers: dict[int, bool] = {}
+
+    def _is_helper(self, proc: Any) -> bool:
+        helper = self._helpers.get(proc.pid)
+        if helper is None:
+            try:
+                helper = any("resource_tracker" in part for part in proc.cmdline())
+            except Exception:  # gone, or a zombie: count it as a worker this once
+                return False
+            self._helpers[proc.pid] = helper
+        return helper
+
+    def run(self) -> None:
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.Error:
+            return
+        while not self._done.is_set():
+            try:
+                procs = root.children(recursive=True)
+            except psutil.Error:
+                break
+            alive = sum(1 for p in procs if not self._is_helper(p))
+            self.peak = max(self.peak, alive)
+            self._done.wait(self.period)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def peak_overlap(leaves: list[Leaf]) -> tuple[int, int]:
+    """Most leaves computing at the same moment, and most processes with a leaf computing.
+
+    Threads of one process share one GIL: the second count is at most the CPUs really used.
+    An end sorts before a start at a tie.
+    """
+    events = sorted([(s, 1, pid) for s, _, pid in leaves] + [(e, -1, pid) for _, e, pid in leaves])
+    per_pid: dict[int, int] = {}
+    peak = current = peak_pids = 0
+    for _, step, pid in events:
+        current += step
+        per_pid[pid] = per_pid.get(pid, 0) + step
+        if step > 0:
+            peak = max(peak, current)
+            peak_pids = max(peak_pids, sum(1 for n in per_pid.values() if n > 0))
+    return peak, peak_pids
+
+
+def run_once(
+    shape: str, mode: str, loops: int, sample: float, timeout: float, debug_log: str | None
+) -> dict[str, Any]:
+    debug = debug_log is not None and mode == "budget"
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD_CODE, shape, str(loops)],
+        env=mode_env(mode, debug),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sampler = Sampler(proc.pid, sample)
+    sampler.start()
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise RuntimeError(f"{shape}/{mode} took more than {timeout:.0f} s:\n{err}") from None
+    finally:
+        total = time.perf_counter() - start
+        sampler.stop()
+    lines = [line for line in out.splitlines() if line.startswith(RESULT_PREFIX)]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{shape}/{mode} failed (exit {proc.returncode}):\n{err}")
+    result = json.loads(lines[-1][len(RESULT_PREFIX) :])
+    backend = result["backend"]
+    expected = "loky" if mode == "plain" else "nested-loky"
+    if backend != expected:
+        raise RuntimeError(
+            f"{shape}/{mode}: the child's default backend is {backend!r}, not {expected!r}: "
+            f"the plugin is not in the state this mode needs:\n{err}"
+        )
+    for line in err.splitlines():
+        if "Warning" in line and not debug:
+            print(f"  {shape}/{mode} child: {line}", file=sys.stderr)
+    if debug:
+        with open(debug_log, "a") as log:  # type: ignore[arg-type]
+            log.write(f"===== {shape} (budget) wall from child below =====\n{err}")
+    leaves = result["leaves"]
+    computing, computing_procs = peak_overlap(leaves)
+    return {
+        "wall": result["wall"],
+        "total": total,
+        "workers": sampler.peak,
+        "computing": computing,
+        "procs": computing_procs,
+        "leaf_pids": len({pid for _, _, pid in leaves}),
+        "leaf_time": statistics.median(e - s for s, e, _ in leaves),
+        "backend": result["backend"],
+    }
+
+
+def print_table(
+    shapes: list[str], runs: dict[tuple[str, str], list[dict[str, Any]]], budget: int
+) -> None:
+    header = (
+        f"{'shape':<7} {'mode':<7} {'wall':>6} {'ratio':>6} {'target':>7} {'total':>6} "
+        f"{'workers':>7} {'leaves':>6} {'procs':>5} {'pids':>4} {'leaf':>5}  walls"
+    )
+    print(header)
+    print("-" * len(header))
+    for shape in shapes:
+        plain = statistics.median(r["wall"] for r in runs[shape, "plain"])
+        for mode in MODES:
+            rs = runs[shape, mode]
+            wall = statistics.median(r["wall"] for r in rs)
+            ratio = wall / plain
+            workers = max(r["workers"] for r in rs)
+            computing = max(r["computing"] for r in rs)
+            target = ""
+            if mode == "budget":
+                ok = ratio <= TARGETS[shape]
+                if shape == "deep":
+                    ok = ok and computing <= budget and workers <= 4 * budget
+                target = f"{TARGETS[shape]:.2f}{'' if ok else '!'}"
+            print(
+                f"{shape:<7} {mode:<7} {wall:>6.2f} {ratio:>6.2f} {target:>7} "
+                f"{statistics.median(r['total'] for r in rs):>6.2f} {workers:>7} {computing:>6} "
+                f"{max(r['procs'] for r in rs):>5} {max(r['leaf_pids'] for r in rs):>4} "
+                f"{statistics.median(r['leaf_time'] for r in rs):>5.2f}  "
+                + " ".join(f"{r['wall']:.2f}" for r in rs)
+            )
+    print(
+        "\nwall    median s around the outer Parallel, in the child (the main figure)"
+        "\nratio   wall / plain's wall"
+        "\ntarget  issue 3's bound for the budget mode, '!' = missed (deep also needs"
+        f"\n        leaves <= {budget} and workers <= {4 * budget})"
+        "\ntotal   median s of the whole child process, start-up and shut-down included"
+        "\nworkers peak live worker processes (descendants of the child, loky's resource tracker"
+        "\n        not counted), max over the repetitions"
+        "\nleaves  peak leaves computing at once (wall-clock overlap; threads of one process count"
+        "\n        each though they share one GIL), max over the repetitions"
+        "\nprocs   peak processes with a leaf computing at once (CPUs really busy with leaves)"
+        "\npids    processes that ran leaves; leaf: median wall s of one leaf; walls: each run"
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per shape and mode")
+    parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated shapes")
+    parser.add_argument(
+        "--leaf-seconds", type=float, default=0.5, help="CPU time of one leaf (deep: a tenth)"
+    )
+    parser.add_argument("--sample-ms", type=float, default=20.0, help="process sampling period")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
+    parser.add_argument(
+        "--debug-log", metavar="PATH", help="append budget runs' NEST_JOBLIB_DEBUG=1 stderr here"
+    )
+    parser.add_argument("--child", metavar="SHAPE", help="run SHAPE once here, print JSON")
+    args = parser.parse_args(argv)
+    args.shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    unknown = [s for s in args.shapes if s not in SHAPES]
+    if unknown:
+        parser.error(f"unknown shape(s) {', '.join(unknown)}; known: {', '.join(SHAPES)}")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    if args.leaf_seconds <= 0:
+        parser.error("--leaf-seconds must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    loops = calibrate(args.leaf_seconds)
+    if args.child:
+        # Same interpreter set-up as a timed run, in the caller's environment.
+        env = dict(os.environ)
+        env["PYTHONPATH"] = mode_env("budget")["PYTHONPATH"]
+        cmd = [sys.executable, "-c", CHILD_CODE, args.child, str(loops)]
+        return subprocess.call(cmd, env=env)
+
+    import joblib
+
+    budget = joblib.cpu_count()
+    print(
+        f"python {sys.version.split()[0]}, joblib {joblib.__version__}, cpu_count {budget}, "
+        f"leaf {args.leaf_seconds} s = {loops} loops, repeat {args.repeat}",
+        flush=True,
+    )
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {
+        (shape, mode): [] for shape in args.shapes for mode in MODES
+    }
+    for rep in range(args.repeat):
+        order = MODES[rep % len(MODES) :] + MODES[: rep % len(MODES)]
+        for shape in args.shapes:
+            for mode in order:
+                r = run_once(
+                    shape, mode, loops, args.sample_ms / 1000, args.timeout, args.debug_log
+                )
+                runs[shape, mode].append(r)
+                print(
+                    f"  rep {rep + 1} {shape:<7} {mode:<7} wall {r['wall']:6.2f}  "
+                    f"total {r['total']:6.2f}  workers {r['workers']:3}  "
+                    f"leaves {r['computing']:3}  procs {r['procs']}  ({r['backend']})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    print()
+    print_table(args.shapes, runs, budget)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
