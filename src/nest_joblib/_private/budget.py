@@ -32,6 +32,9 @@ logger = logging.getLogger("nest_joblib")
 
 _POLL_MIN = 0.001
 _POLL_MAX = 0.02
+_HANDOFF_POLL = 0.002
+#: How long a worker waits for the slot held for it before taking any other.
+_HANDOFF_GRACE = 0.05
 
 
 class BudgetRef(NamedTuple):
@@ -69,6 +72,7 @@ class Budget:
         # flock belongs to an open file description, so this process must
         # itself keep two of its threads off the same slot.
         self._held: set[int] = set()
+        self._handoffs: Handoffs | None = None
 
     @property
     def size(self) -> int:
@@ -104,6 +108,52 @@ class Budget:
             time.sleep(delay)
             delay = min(delay * 2, _POLL_MAX)
 
+    def take_handoff(self, slot: int) -> Token | None:
+        """Take the token that the dispatching process holds for us in ``slot``.
+
+        Locking ``req-<slot>`` asks for it; the dispatcher's watcher sees the
+        request and unlocks the slot. Should someone else be quicker, any
+        free slot will do after a short grace period.
+        """
+        req = os.open(os.path.join(self.ref.path, f"req-{slot}"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(req, fcntl.LOCK_EX)
+            deadline = time.monotonic() + _HANDOFF_GRACE
+            delay = _POLL_MIN
+            while True:
+                token = self._try_slot(slot)
+                if token is None and time.monotonic() > deadline:
+                    token = self.try_acquire()
+                if token is not None:
+                    return token
+                time.sleep(delay)
+                delay = min(delay * 2, _POLL_MAX)
+        finally:
+            os.close(req)  # drops the request lock
+
+    def _try_slot(self, slot: int) -> Token | None:
+        with self._lock:
+            if slot in self._held:
+                return None
+            try:
+                fcntl.flock(self._fd(slot), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return None
+            self._held.add(slot)
+            return Token(self, slot)
+
+    def hand_off(self, token: Token) -> int:
+        """Keep ``token`` until the batch it was reserved for asks for it."""
+        if self._handoffs is None:
+            self._handoffs = Handoffs(self)
+        self._handoffs.add(token)
+        return token.slot
+
+    def cancel_handoff(self, slot: int) -> None:
+        """The batch is over: release its token if it never asked for it."""
+        if self._handoffs is not None:
+            self._handoffs.cancel(slot)
+
     def has_free(self) -> bool:
         token = self.try_acquire()
         if token is None:
@@ -133,7 +183,59 @@ class Budget:
                 pass
         self._fds.clear()
         self._held.clear()
+        self._handoffs = None
         self._lock = threading.Lock()
+
+
+class Handoffs:
+    """Tokens this process holds for batches it sent to other processes.
+
+    A dispatcher takes the token when it sends the batch, so that no other
+    nested call mistakes the CPU for free while the worker starts up; the
+    worker asks for it by locking ``req-<slot>``; a thread here sees the
+    request and unlocks the slot.
+    """
+
+    def __init__(self, budget: Budget) -> None:
+        self._budget = budget
+        self._cond = threading.Condition()
+        self._pending: dict[int, Token] = {}
+        self._reqs: dict[int, int] = {}
+        threading.Thread(target=self._watch, name="nest-joblib-handoffs", daemon=True).start()
+
+    def add(self, token: Token) -> None:
+        with self._cond:
+            self._pending[token.slot] = token
+            self._cond.notify()
+
+    def cancel(self, slot: int) -> None:
+        with self._cond:
+            token = self._pending.pop(slot, None)
+        if token is not None:
+            token.release()
+
+    def _requested(self, slot: int) -> bool:
+        fd = self._reqs.get(slot)
+        if fd is None:
+            path = os.path.join(self._budget.ref.path, f"req-{slot}")
+            fd = self._reqs[slot] = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True  # the worker holds the request lock
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+
+    def _watch(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending:
+                    self._cond.wait()
+                slots = list(self._pending)
+            for slot in slots:
+                if self._requested(slot):
+                    self.cancel(slot)
+            time.sleep(_HANDOFF_POLL)
 
 
 class StaticBudget(Budget):
@@ -145,6 +247,9 @@ class StaticBudget(Budget):
         return None
 
     def acquire(self, give_up: Callable[[], bool] | None = None) -> Token | None:
+        return None
+
+    def take_handoff(self, slot: int) -> Token | None:
         return None
 
 
@@ -201,26 +306,31 @@ class TokenHeld:
     """A batch of tasks that holds a token of the budget while it runs.
 
     Picklable by reference, so it travels to worker processes with the batch.
+    ``handoff`` is the slot that the dispatching process holds for this batch
+    until the batch asks for it (see :class:`Handoffs`).
     """
 
-    __slots__ = ("func", "ref")
+    __slots__ = ("func", "handoff", "ref")
 
-    def __init__(self, func: Callable[[], Any], ref: BudgetRef) -> None:
+    def __init__(self, func: Callable[[], Any], ref: BudgetRef, handoff: int | None = None) -> None:
         self.func = func
         self.ref = ref
+        self.handoff = handoff
 
     def __len__(self) -> int:
         return len(self.func)  # type: ignore[arg-type]
 
-    def __getstate__(self) -> tuple[Callable[[], Any], BudgetRef]:
-        return self.func, self.ref
+    def __getstate__(self) -> tuple[Callable[[], Any], BudgetRef, int | None]:
+        return self.func, self.ref, self.handoff
 
-    def __setstate__(self, state: tuple[Callable[[], Any], BudgetRef]) -> None:
-        self.func, self.ref = state
+    def __setstate__(self, state: tuple[Callable[[], Any], BudgetRef, int | None]) -> None:
+        self.func, self.ref, self.handoff = state
 
     def __call__(self) -> Any:
         outer = held()
-        set_held(budget_for(self.ref).acquire())
+        budget = budget_for(self.ref)
+        token = budget.acquire() if self.handoff is None else budget.take_handoff(self.handoff)
+        set_held(token)
         try:
             return self.func()
         finally:

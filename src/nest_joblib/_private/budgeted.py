@@ -96,7 +96,9 @@ class BudgetedLokyMixin:
         ref = self._budget_ref()
         level = self.nesting_level or 0
         if ref is None or level == 0:
-            return super().configure(n_jobs=n_jobs, parallel=parallel, **kwargs)  # type: ignore[misc, no-any-return]
+            n: int = super().configure(n_jobs=n_jobs, parallel=parallel, **kwargs)  # type: ignore[misc]
+            self._nest_ramp = n
+            return n
         self._check_thread_hints(kwargs)  # type: ignore[attr-defined]
         n = self.effective_n_jobs(n_jobs)
         if n == 1:
@@ -122,9 +124,22 @@ class BudgetedLokyMixin:
         scheduler: Scheduler | None = self.__dict__.get("_scheduler")
         if scheduler is None:
             ref = self._budget_ref()
-            if ref is not None:
-                func = TokenHeld(func, ref)
-            return _loky_submit(self, func, callback)
+            if ref is None:
+                return _loky_submit(self, func, callback)
+            # The first batches, one per worker, hold their token from now
+            # on, so that nested calls elsewhere do not take these CPUs for
+            # free while the workers start. (Only those: they are at the head
+            # of loky's queue, so each is taken at once by a worker; a token
+            # held for a batch further back would starve the workers.)
+            budget = budget_mod.budget_for(ref)
+            ramp = self.__dict__.get("_nest_ramp", 0)
+            self._nest_ramp = max(0, ramp - 1)
+            token = budget.try_acquire() if ramp > 0 else None
+            slot = None if token is None else budget.hand_off(token)
+            job = _loky_submit(self, TokenHeld(func, ref, slot), callback)
+            if slot is not None:
+                job.add_done_callback(lambda _: budget.cancel_handoff(slot))
+            return job
         future: Future[Any] = scheduler.submit(func)
         future.get = future.result  # type: ignore[attr-defined]  # joblib < 1.5
         if callback is not None:

@@ -22,6 +22,7 @@ import functools
 import logging
 import os
 import threading
+import time
 from concurrent.futures import Future
 from typing import Any, Callable
 
@@ -63,6 +64,8 @@ class Lanes:
         self._lock = threading.Lock()
         self._idle: list[Any] = []
         self.started = 0
+        #: Seconds a lane takes to start here: a guess until one has started.
+        self.start_seconds = 0.5
 
     def take_idle(self) -> Any | None:
         with self._lock:
@@ -72,9 +75,11 @@ class Lanes:
         """A new lane, once its process answers (blocks while it starts)."""
         from joblib.externals.loky import ProcessPoolExecutor
 
+        began = time.perf_counter()
         lane = ProcessPoolExecutor(max_workers=1, env=env)
         lane.submit(_warm_up).result()
         with self._lock:
+            self.start_seconds = time.perf_counter() - began
             self.started += 1
             logger.debug("lane %d of this process is up", self.started)
         return lane
@@ -118,6 +123,8 @@ class Scheduler:
         self._lent: Token | None = None
         self._remote_running = 0
         self._starting = 0
+        #: Running mean of a task's duration in this call, once one has run.
+        self._mean: float | None = None
         self._remote_lanes: dict[_Item, Any] = {}
         self._threads: list[threading.Thread] = []
         if self.inline:
@@ -205,6 +212,7 @@ class Scheduler:
             if token is None:
                 token = self._token_for_inline()
             budget_mod.set_held(token)
+            began = time.perf_counter()
             try:
                 result = item.func()
             except BaseException as exc:  # handed to the caller as joblib expects
@@ -214,6 +222,7 @@ class Scheduler:
             finally:
                 token = budget_mod.held()  # a nested call may have swapped it
                 budget_mod.set_held(None)
+                self._observe(time.perf_counter() - began)
             with self._cond:
                 if token is not None and not self._queue:
                     if self._remote_running or self._starting:
@@ -224,6 +233,18 @@ class Scheduler:
                     token = None
         if token is not None:
             token.release()
+
+    def _observe(self, seconds: float) -> None:
+        mean = self._mean
+        self._mean = seconds if mean is None else 0.7 * mean + 0.3 * seconds
+
+    def _worth_a_new_lane(self) -> bool:
+        """Whether the work queued here outlasts starting a process for it."""
+        if not self.inline or self._mean is None:
+            return True
+        with self._cond:
+            queued = len(self._queue)
+        return queued * self._mean >= lanes.start_seconds
 
     def _take_cpu(self) -> Token | None:
         """A token for lane work: the caller's (when it does not run inline) or a free one."""
@@ -253,6 +274,11 @@ class Scheduler:
                 continue
             delay = _POLL_MIN
             lane = lanes.take_idle()
+            if lane is None and not self._worth_a_new_lane():
+                token.release()
+                with self._cond:
+                    self._cond.wait(_POLL_MAX)
+                continue
             if lane is None:
                 # The token pays for the start; tasks stay queued meanwhile,
                 # for the inline runner or for lanes that are already up.
@@ -264,25 +290,29 @@ class Scheduler:
                 item = self._queue.popleft() if self._queue else None
                 if item is not None:
                     self._remote_running += 1
-            # The lane task takes a token of its own, most likely this one.
-            token.release()
-            if item is None:
+            if item is None or not item.future.set_running_or_notify_cancel():
+                token.release()
                 lanes.give_back(lane)
+                if item is not None:
+                    self._remote_done_count()
                 continue
-            if not item.future.set_running_or_notify_cancel():
-                lanes.give_back(lane)
-                self._remote_done_count()
-                continue
+            # The lane task asks for this very token once it starts.
+            slot = self._budget.hand_off(token)
             try:
-                remote = lanes.submit(lane, TokenHeld(item.func, self._ref))
+                remote = lanes.submit(lane, TokenHeld(item.func, self._ref, slot))
             except BaseException as exc:
+                self._budget.cancel_handoff(slot)
                 item.future.set_exception(exc)
                 self._remote_done_count()
                 continue
+            remote.add_done_callback(functools.partial(self._handoff_over, slot))
             with self._cond:
                 if not remote.done():
                     self._remote_lanes[item] = lane
             remote.add_done_callback(functools.partial(self._remote_done, item))
+
+    def _handoff_over(self, slot: int, _: Future[Any]) -> None:
+        self._budget.cancel_handoff(slot)
 
     def _start_lane(self, token: Token) -> None:
         try:
