@@ -170,8 +170,9 @@ class BudgetedLokyMixin:
         try:
             yield
         finally:
-            back = scheduler.take_back() if scheduler is not None else None
-            if back is None:
+            if scheduler is not None:
+                back = scheduler.take_back()
+            else:
                 back = budget_mod.budget_for(ref).acquire()
             budget_mod.set_held(back)
 

@@ -23,6 +23,7 @@ import logging
 import os
 import threading
 import time
+import traceback
 from concurrent.futures import Future
 from typing import Any, Callable
 
@@ -33,6 +34,18 @@ logger = logging.getLogger("nest_joblib")
 
 _POLL_MIN = 0.002
 _POLL_MAX = 0.05
+
+
+def _keep_traceback(exc: BaseException) -> None:
+    """Keep the task's frames: joblib drops ``__traceback__`` when it re-raises.
+
+    Loky attaches the worker's formatted traceback as the cause; do the same
+    for tasks run inline, so the caller sees the leaf's frames either way.
+    """
+    from joblib.externals.loky.process_executor import _RemoteTraceback
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    exc.__cause__ = _RemoteTraceback(f'\n"""\n{text}"""')
 
 
 class _Item:
@@ -151,10 +164,24 @@ class Scheduler:
             self._park(token)
 
     def take_back(self) -> Token | None:
-        """The caller resumes: its token back, if this call still has one spare."""
+        """The caller resumes: a token back, from this call or the budget.
+
+        Waits for whichever comes first: this call's inline runner may still
+        be finishing a task (a failed call returns early), and parks its
+        token here when done, while other processes free theirs.
+        """
+        if self._budget.static:
+            return None
+        delay = _POLL_MIN
         with self._cond:
-            token, self._lent = self._lent, None
-            return token
+            while True:
+                token, self._lent = self._lent, None
+                if token is None:
+                    token = self._budget.try_acquire()
+                if token is not None:
+                    return token
+                self._cond.wait(delay)
+                delay = min(delay * 2, _POLL_MAX)
 
     def close(self, cancel: bool = False) -> None:
         with self._cond:
@@ -186,21 +213,6 @@ class Scheduler:
                 self._cond.wait()
             return self._queue.popleft() if self._queue else None
 
-    def _token_for_inline(self) -> Token | None:
-        if self._budget.static:
-            return None
-        delay = _POLL_MIN
-        with self._cond:
-            while True:
-                lent, self._lent = self._lent, None
-                if lent is not None:
-                    return lent
-                token = self._budget.try_acquire()
-                if token is not None:
-                    return token
-                self._cond.wait(delay)
-                delay = min(delay * 2, _POLL_MAX)
-
     def _run_inline(self) -> None:
         token: Token | None = None
         while True:
@@ -210,12 +222,13 @@ class Scheduler:
             if not item.future.set_running_or_notify_cancel():
                 continue
             if token is None:
-                token = self._token_for_inline()
+                token = self.take_back()  # the caller's lent token, or a free one
             budget_mod.set_held(token)
             began = time.perf_counter()
             try:
                 result = item.func()
             except BaseException as exc:  # handed to the caller as joblib expects
+                _keep_traceback(exc)
                 item.future.set_exception(exc)
             else:
                 item.future.set_result(result)
