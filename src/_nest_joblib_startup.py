@@ -9,8 +9,6 @@ is imported. It is a top-level module so that the ``.pth`` line does not pay
 for importing the ``nest_joblib`` package.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 
@@ -59,14 +57,20 @@ def warn(message: str) -> None:
     """
     import warnings
 
-    warnings.warn_explicit(message, NestJoblibWarning, "nest-joblib", 0, module="nest_joblib")
+    try:
+        warnings.warn_explicit(message, NestJoblibWarning, "nest-joblib", 0, module="nest_joblib")
+    except Exception:  # -W error: a warning must not break start-up or import joblib
+        try:
+            sys.stderr.write(f"nest-joblib: {message}\n")
+        except Exception:
+            pass
 
 
-def _accepted(values: Sequence[str]) -> str:
+def _accepted(values: "Sequence[str]") -> str:
     return ", ".join(values)
 
 
-def parse_switch(name: str, raw: str | None, default: bool) -> tuple[bool, str | None]:
+def parse_switch(name: str, raw: "str | None", default: bool) -> "tuple[bool, str | None]":
     """Parse an on/off variable; return (value, problem or None)."""
     if raw is None:
         return default, None
@@ -94,10 +98,10 @@ class Settings:
     def __init__(
         self,
         enabled: bool = True,
-        backends: tuple[str, ...] = (),
-        cpus: int | None = None,
+        backends: "tuple[str, ...]" = (),
+        cpus: "int | None" = None,
         debug: bool = False,
-        problems: tuple[str, ...] = (),
+        problems: "tuple[str, ...]" = (),
     ) -> None:
         #: ``NEST_JOBLIB``: whether the plugin patches joblib at all.
         self.enabled = enabled
@@ -125,7 +129,7 @@ class Settings:
     __hash__ = None  # type: ignore[assignment]
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+    def from_env(cls, environ: "Mapping[str, str]") -> "Settings":
         problems: list[str] = []
         enabled, problem = parse_switch("NEST_JOBLIB", environ.get("NEST_JOBLIB"), True)
         if problem:
@@ -138,7 +142,7 @@ class Settings:
         return cls(enabled, backends, cpus, debug, tuple(problems))
 
 
-def _parse_backends(raw: str | None, problems: list[str]) -> tuple[str, ...]:
+def _parse_backends(raw: "str | None", problems: "list[str]") -> "tuple[str, ...]":
     if raw is None:
         return ()
     names: list[str] = []
@@ -162,7 +166,7 @@ def _parse_backends(raw: str | None, problems: list[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _parse_cpus(raw: str | None, problems: list[str]) -> int | None:
+def _parse_cpus(raw: "str | None", problems: "list[str]") -> "int | None":
     if raw is None or not raw.strip():
         return None
     value = raw.strip().lower()
@@ -189,18 +193,18 @@ class _PatchingLoader:
     module and its spec as soon as the body has run.
     """
 
-    def __init__(self, loader: object, hook: Callable[[ModuleType], None]) -> None:
+    def __init__(self, loader: object, hook: "Callable[[ModuleType], None]") -> None:
         self._loader = loader
         self._hook = hook
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._loader, name)
 
-    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+    def create_module(self, spec: "ModuleSpec") -> "ModuleType | None":
         create = getattr(self._loader, "create_module", None)
         return None if create is None else create(spec)
 
-    def exec_module(self, module: ModuleType) -> None:
+    def exec_module(self, module: "ModuleType") -> None:
         self._loader.exec_module(module)  # type: ignore[attr-defined]
         spec: Any = module.__spec__
         if spec is not None and spec.loader is self:
@@ -225,9 +229,9 @@ class JoblibFinder:
     def find_spec(
         self,
         fullname: str,
-        path: Sequence[str] | None = None,
-        target: ModuleType | None = None,
-    ) -> ModuleSpec | None:
+        path: "Sequence[str] | None" = None,
+        target: "ModuleType | None" = None,
+    ) -> "ModuleSpec | None":
         if fullname != TARGET and fullname != PACKAGE:
             return None
         if fullname in self._searching:  # a finder behind us asked back
@@ -240,16 +244,20 @@ class JoblibFinder:
         if spec is None:
             return None
         if spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            if fullname == TARGET:
-                warn(f"cannot wrap the loader of {TARGET} ({spec.loader!r}); joblib runs unpatched")
+            # joblib.parallel is then patched after joblib/__init__ has run
+            # (by the hook on joblib), unless joblib itself cannot be wrapped.
+            if fullname == PACKAGE:
+                warn(
+                    f"cannot wrap the loader of {PACKAGE} ({spec.loader!r}); joblib runs unpatched"
+                )
             return spec
         hook = _patch_module if fullname == TARGET else _check_package
         spec.loader = _PatchingLoader(spec.loader, hook)  # type: ignore[assignment]
         return spec
 
     def _find_behind(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None
-    ) -> ModuleSpec | None:
+        self, fullname: str, path: "Sequence[str] | None", target: "ModuleType | None"
+    ) -> "ModuleSpec | None":
         finders = sys.meta_path
         start = finders.index(self) + 1 if self in finders else 0
         for finder in list(finders[start:]):
@@ -262,27 +270,32 @@ class JoblibFinder:
         return None
 
 
-def _patch_module(module: ModuleType) -> None:
+#: Marks a ``joblib.parallel`` body that the patch was tried on (once is enough).
+_TRIED = "__nest_joblib_tried__"
+
+
+def _patch_module(module: "ModuleType") -> None:
     """Hook run right after ``joblib.parallel`` executed: apply the patch."""
+    module.__dict__[_TRIED] = True
     try:
         from nest_joblib._private import patch
+
+        patch.patch_safely(module)
     except Exception as exc:  # a broken installation must not break joblib
         warn(
             f"could not load nest_joblib ({exc!r}); joblib runs unpatched. "
             "Set NEST_JOBLIB=0 to turn the plugin off."
         )
-        return
-    patch.patch_safely(module)
 
 
-def _check_package(module: ModuleType) -> None:
+def _check_package(module: "ModuleType") -> None:
     """Hook run after ``joblib/__init__``: patch now if the finder was bypassed."""
     parallel = sys.modules.get(TARGET)
-    if parallel is not None:
+    if parallel is not None and _TRIED not in parallel.__dict__:
         _patch_module(parallel)
 
 
-def installed_finder() -> JoblibFinder | None:
+def installed_finder() -> "JoblibFinder | None":
     """The finder in ``sys.meta_path``, or ``None``."""
     for finder in sys.meta_path:
         if type(finder).__name__ == "JoblibFinder" and type(finder).__module__ == __name__:

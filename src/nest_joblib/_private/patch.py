@@ -90,16 +90,21 @@ def patch(
     joblib = sys.modules.get("joblib")
     rebind = joblib is not None and getattr(joblib, "register_parallel_backend", None) is original
 
-    # ...then commit it in one go.
-    backends.update(new_backends)
-    module.EXTERNAL_BACKENDS.update(new_external)
-    module.register_parallel_backend = register
-    if rebind:
-        joblib.register_parallel_backend = register  # type: ignore[union-attr]
+    # ...then commit it in one go, undone whole if any step fails.
+    saved = (dict(backends), dict(module.EXTERNAL_BACKENDS), _defaults(module))
+    try:
+        backends.update(new_backends)
+        module.EXTERNAL_BACKENDS.update(new_external)
+        if set_default:
+            _set_default(module)
+        module.register_parallel_backend = register
+        if rebind:
+            joblib.register_parallel_backend = register  # type: ignore[union-attr]
+    except BaseException:
+        _restore(module, joblib if rebind else None, original, *saved)
+        raise
     state.set_default = set_default
     state.auto_register = auto_register
-    if set_default:
-        _set_default(module)
     state.patched = True
     state.failure = None
     state.source = source
@@ -113,6 +118,32 @@ def patch(
     for problem in current.problems:
         if not problem.startswith("NEST_JOBLIB="):
             warn(problem)
+
+
+_DEFAULT_NAMES = ("DEFAULT_BACKEND", "DEFAULT_PROCESS_BACKEND")
+
+
+def _defaults(module: Any) -> dict[str, Any]:
+    return {name: module.__dict__[name] for name in _DEFAULT_NAMES if name in module.__dict__}
+
+
+def _restore(
+    module: Any,
+    joblib: Any,
+    register: Any,
+    backends: dict[str, Any],
+    external: dict[str, Any],
+    defaults: dict[str, Any],
+) -> None:
+    """Put joblib back as it was before a commit that failed half-way."""
+    dict.clear(module.BACKENDS)
+    dict.update(module.BACKENDS, backends)
+    dict.clear(module.EXTERNAL_BACKENDS)
+    dict.update(module.EXTERNAL_BACKENDS, external)
+    module.__dict__.update(defaults)
+    module.register_parallel_backend = register
+    if joblib is not None:
+        joblib.register_parallel_backend = register
 
 
 def _set_default(module: Any) -> None:
