@@ -143,10 +143,12 @@ print(json.dumps({"scores": scores.tolist(), "main": os.getpid()}))
     # 2 folds x (3 candidates x 3 splits + 1 refit) fits, in both modes.
     assert len(results["nested"]["fits"]) == len(results["plain"]["fits"]) == 20
     main = results["nested"]["main"]
-    # Nested: the 18 grid-search fits ran in processes started below the fold
-    # workers; only the 2 refits ran in the fold workers themselves.
+    # Nested: grid-search fits ran in processes started below the fold
+    # workers. The first fold to start finds CPUs free in the budget and sends
+    # its 9 fits to lanes; the other may find the budget taken by then and fit
+    # in its own worker, as plain joblib would (no CPU is left idle either way).
     below = [pid for pid, ppid in results["nested"]["fits"] if ppid != main]
-    assert len(below) == 18
+    assert len(below) >= 9
     # Plain joblib: in threads of the fold's worker, a child of the main process.
     main = results["plain"]["main"]
     assert all(ppid == main for _, ppid in results["plain"]["fits"])

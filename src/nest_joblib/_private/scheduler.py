@@ -34,6 +34,7 @@ logger = logging.getLogger("nest_joblib")
 
 _POLL_MIN = 0.002
 _POLL_MAX = 0.05
+_PARENT_POLL = 0.2
 
 
 def _keep_traceback(exc: BaseException) -> None:
@@ -54,6 +55,23 @@ class _Item:
     def __init__(self, func: Callable[[], Any]) -> None:
         self.func = func
         self.future: Future[Any] = Future()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Lane initializer: end this lane as soon as the process it serves is gone.
+
+    When joblib aborts a call it kills that call's workers, and the lanes
+    they had started would otherwise live on as orphans, unlike loky's own
+    workers. (``PR_SET_PDEATHSIG`` would follow the thread that started the
+    lane, not the process, so it cannot serve here.)
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_POLL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="nest-joblib-parent-watch", daemon=True).start()
 
 
 def _warm_up() -> int:
@@ -89,7 +107,9 @@ class Lanes:
         from joblib.externals.loky import ProcessPoolExecutor
 
         began = time.perf_counter()
-        lane = ProcessPoolExecutor(max_workers=1, env=env)
+        lane = ProcessPoolExecutor(
+            max_workers=1, env=env, initializer=_exit_with_parent, initargs=(os.getpid(),)
+        )
         lane.submit(_warm_up).result()
         with self._lock:
             self.start_seconds = time.perf_counter() - began
