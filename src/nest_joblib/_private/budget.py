@@ -35,6 +35,8 @@ _POLL_MAX = 0.02
 _HANDOFF_POLL = 0.002
 #: How long a worker waits for the slot held for it before taking any other.
 _HANDOFF_GRACE = 0.05
+#: How long a worker keeps a finished batch's token for its next batch.
+_KEEP = 0.05
 
 
 class BudgetRef(NamedTuple):
@@ -73,6 +75,9 @@ class Budget:
         # itself keep two of its threads off the same slot.
         self._held: set[int] = set()
         self._handoffs: Handoffs | None = None
+        self._kept: Token | None = None
+        self._kept_until = 0.0
+        self._keeper: threading.Thread | None = None
 
     @property
     def size(self) -> int:
@@ -154,6 +159,39 @@ class Budget:
         if self._handoffs is not None:
             self._handoffs.cancel(slot)
 
+    def keep(self, token: Token) -> None:
+        """Hold a finished batch's token a moment for this process's next batch.
+
+        Between two batches a worker is idle for a few milliseconds; released
+        at once, its CPU would look free to every nested call in the tree,
+        which would start a process for it, only to find the CPU taken again.
+        """
+        with self._lock:
+            old, self._kept = self._kept, token
+            self._kept_until = time.monotonic() + _KEEP
+            if self._keeper is None:
+                self._keeper = threading.Thread(target=self._expire_kept, daemon=True)
+                self._keeper.start()
+        if old is not None:
+            old.release()
+
+    def unkeep(self) -> Token | None:
+        """The token kept for this process's next batch, if any."""
+        with self._lock:
+            token, self._kept = self._kept, None
+            return token
+
+    def _expire_kept(self) -> None:
+        while True:
+            with self._lock:
+                wait = self._kept_until - time.monotonic()
+                token = self._kept if wait <= 0 else None
+                if token is not None:
+                    self._kept = None
+            if token is not None:
+                token.release()
+            time.sleep(max(wait, _KEEP) if token is None else _KEEP)
+
     def has_free(self) -> bool:
         token = self.try_acquire()
         if token is None:
@@ -184,6 +222,8 @@ class Budget:
         self._fds.clear()
         self._held.clear()
         self._handoffs = None
+        self._kept = None
+        self._keeper = None
         self._lock = threading.Lock()
 
 
@@ -310,26 +350,42 @@ class TokenHeld:
     until the batch asks for it (see :class:`Handoffs`).
     """
 
-    __slots__ = ("func", "handoff", "ref")
+    __slots__ = ("func", "handoff", "keep", "ref")
 
-    def __init__(self, func: Callable[[], Any], ref: BudgetRef, handoff: int | None = None) -> None:
+    def __init__(
+        self,
+        func: Callable[[], Any],
+        ref: BudgetRef,
+        handoff: int | None = None,
+        keep: bool = False,
+    ) -> None:
         self.func = func
         self.ref = ref
         self.handoff = handoff
+        #: Keep the token a moment for this worker's next batch: for pools
+        #: that fetch their next batch themselves (not lanes, whose feeder
+        #: needs the token free to send the next one).
+        self.keep = keep
 
     def __len__(self) -> int:
         return len(self.func)  # type: ignore[arg-type]
 
-    def __getstate__(self) -> tuple[Callable[[], Any], BudgetRef, int | None]:
-        return self.func, self.ref, self.handoff
+    def __getstate__(self) -> tuple[Callable[[], Any], BudgetRef, int | None, bool]:
+        return self.func, self.ref, self.handoff, self.keep
 
-    def __setstate__(self, state: tuple[Callable[[], Any], BudgetRef, int | None]) -> None:
-        self.func, self.ref, self.handoff = state
+    def __setstate__(self, state: tuple[Callable[[], Any], BudgetRef, int | None, bool]) -> None:
+        self.func, self.ref, self.handoff, self.keep = state
 
     def __call__(self) -> Any:
         outer = held()
         budget = budget_for(self.ref)
-        token = budget.acquire() if self.handoff is None else budget.take_handoff(self.handoff)
+        kept = budget.unkeep()
+        if self.handoff is not None:
+            if kept is not None:
+                kept.release()
+            token = budget.take_handoff(self.handoff)
+        else:
+            token = kept if kept is not None else budget.acquire()
         set_held(token)
         try:
             return self.func()
@@ -337,7 +393,9 @@ class TokenHeld:
             # A nested call may have lent the token out and taken another.
             current = held()
             set_held(outer)
-            if current is not None:
+            if current is not None and self.keep:
+                budget.keep(current)
+            elif current is not None:
                 current.release()
 
 

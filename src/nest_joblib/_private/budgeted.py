@@ -109,7 +109,8 @@ class BudgetedLokyMixin:
         # Decided while the caller still holds its own token: a free token
         # now is a CPU that nobody in the tree is using.
         inline = not budget.has_free()
-        self._scheduler = Scheduler(n, budget, ref, self._prepare_worker_env(n), inline)  # type: ignore[attr-defined]
+        env = self._prepare_worker_env(n)  # type: ignore[attr-defined]
+        self._scheduler = Scheduler(n, budget, ref, env, inline, level)
         logger.debug(
             "nesting level %d: up to %d tasks at once, %s",
             level,
@@ -136,7 +137,7 @@ class BudgetedLokyMixin:
             self._nest_ramp = max(0, ramp - 1)
             token = budget.try_acquire() if ramp > 0 else None
             slot = None if token is None else budget.hand_off(token)
-            job = _loky_submit(self, TokenHeld(func, ref, slot), callback)
+            job = _loky_submit(self, TokenHeld(func, ref, slot, keep=True), callback)
             if slot is not None:
                 job.add_done_callback(lambda _: budget.cancel_handoff(slot))
             return job

@@ -137,13 +137,21 @@ class Lanes:
 
 
 lanes = Lanes()
+#: Nesting level -> running mean of a task's duration there, in this process.
+_task_seconds: dict[int, float] = {}
 
 
 class Scheduler:
     """The tasks of one nested call: a queue, an inline runner, a feeder."""
 
     def __init__(
-        self, n_jobs: int, budget: Budget, ref: BudgetRef, env: dict[str, str], inline: bool
+        self,
+        n_jobs: int,
+        budget: Budget,
+        ref: BudgetRef,
+        env: dict[str, str],
+        inline: bool,
+        level: int = 1,
     ) -> None:
         self._budget = budget
         self._ref = ref
@@ -156,8 +164,10 @@ class Scheduler:
         self._lent: Token | None = None
         self._remote_running = 0
         self._starting = 0
-        #: Running mean of a task's duration in this call, once one has run.
-        self._mean: float | None = None
+        #: Running mean of a task's duration at this nesting level, in this
+        #: process: a call's tasks tend to be like those of its siblings.
+        self._level = level
+        self._mean: float | None = _task_seconds.get(level)
         self._remote_lanes: dict[_Item, Any] = {}
         self._threads: list[threading.Thread] = []
         if self.inline:
@@ -270,6 +280,7 @@ class Scheduler:
     def _observe(self, seconds: float) -> None:
         mean = self._mean
         self._mean = seconds if mean is None else 0.7 * mean + 0.3 * seconds
+        _task_seconds[self._level] = self._mean
 
     def _worth_a_new_lane(self) -> bool:
         """Whether the work queued here outlasts starting a process for it."""
