@@ -1,4 +1,4 @@
-"""Start-up hook of nest-joblib: settings, and the finder that waits for joblib.
+"""Start-up hook of nest-joblib: the NEST_JOBLIB switch, and the finder that waits for joblib.
 
 ``nest_joblib.pth`` (and ``nest_joblib.start`` on Python 3.15+) call
 :func:`install` in every interpreter of the environment, most of which never
@@ -14,19 +14,12 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover - typing is too expensive at start-up
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Sequence
     from importlib.machinery import ModuleSpec
     from types import ModuleType
     from typing import Any
 
-__all__ = [
-    "ENGINES",
-    "NestJoblibWarning",
-    "Settings",
-    "install",
-    "installed_finder",
-    "warn",
-]
+__all__ = ["NestJoblibWarning", "install", "installed_finder", "parse_switch", "warn"]
 
 #: The module whose import triggers the patch.
 TARGET = "joblib.parallel"
@@ -36,13 +29,6 @@ PACKAGE = "joblib"
 
 _TRUE = ("1", "true", "on", "yes")
 _FALSE = ("0", "false", "off", "no")
-#: Engines whose nested variants ``NEST_JOBLIB_BACKENDS`` can pre-register.
-ENGINES = ("dask", "ray")
-#: Engines that cannot run joblib calls from inside their own tasks.
-_UNNESTABLE_ENGINES = {
-    "spark": "joblibspark cannot start jobs from inside Spark executors, so a "
-    "nested Spark backend cannot exist; use dask or ray for nested calls",
-}
 
 
 class NestJoblibWarning(RuntimeWarning):
@@ -66,7 +52,7 @@ def warn(message: str) -> None:
             pass
 
 
-def _accepted(values: "Sequence[str]") -> str:
+def accepted(values: "Sequence[str]") -> str:
     return ", ".join(values)
 
 
@@ -81,108 +67,8 @@ def parse_switch(name: str, raw: "str | None", default: bool) -> "tuple[bool, st
         return False, None
     return False, (
         f"{name}={raw!r} is not recognised; accepted values are "
-        f"{_accepted(_TRUE)} (on) or {_accepted(_FALSE)} (off)"
+        f"{accepted(_TRUE)} (on) or {accepted(_FALSE)} (off)"
     )
-
-
-class Settings:
-    """Every nest-joblib environment variable, parsed once.
-
-    Build it with :meth:`from_env` from any mapping (``os.environ`` in real
-    use, a plain dict in tests). Bad values never raise: each one becomes a
-    message in :attr:`problems` and a safe value.
-    """
-
-    __slots__ = ("backends", "cpus", "debug", "enabled", "problems")
-
-    def __init__(
-        self,
-        enabled: bool = True,
-        backends: "tuple[str, ...]" = (),
-        cpus: "int | None" = None,
-        debug: bool = False,
-        problems: "tuple[str, ...]" = (),
-    ) -> None:
-        #: ``NEST_JOBLIB``: whether the plugin patches joblib at all.
-        self.enabled = enabled
-        #: ``NEST_JOBLIB_BACKENDS``: engines whose nested variants are
-        #: registered lazily, in :data:`ENGINES`.
-        self.backends = backends
-        #: ``NEST_JOBLIB_CPUS``: the CPU budget; ``None`` means
-        #: ``joblib.cpu_count()``, ``0`` means no budget (naive nesting).
-        self.cpus = cpus
-        #: ``NEST_JOBLIB_DEBUG``: log to stderr at debug level.
-        self.debug = debug
-        #: One message per bad value, naming the variable, the value and
-        #: what is accepted.
-        self.problems = problems
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"Settings({fields})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Settings):
-            return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    @classmethod
-    def from_env(cls, environ: "Mapping[str, str]") -> "Settings":
-        problems: list[str] = []
-        enabled, problem = parse_switch("NEST_JOBLIB", environ.get("NEST_JOBLIB"), True)
-        if problem:
-            problems.append(problem + "; nest-joblib stays off")
-        backends = _parse_backends(environ.get("NEST_JOBLIB_BACKENDS"), problems)
-        cpus = _parse_cpus(environ.get("NEST_JOBLIB_CPUS"), problems)
-        debug, problem = parse_switch("NEST_JOBLIB_DEBUG", environ.get("NEST_JOBLIB_DEBUG"), False)
-        if problem:
-            problems.append(problem + "; debug logging stays off")
-        return cls(enabled, backends, cpus, debug, tuple(problems))
-
-
-def _parse_backends(raw: "str | None", problems: "list[str]") -> "tuple[str, ...]":
-    if raw is None:
-        return ()
-    names: list[str] = []
-    for item in raw.split(","):
-        name = item.strip().lower()
-        if not name:
-            continue
-        if name in ENGINES:
-            if name not in names:
-                names.append(name)
-        elif name in _UNNESTABLE_ENGINES:
-            problems.append(
-                f"NEST_JOBLIB_BACKENDS: {name!r} is ignored: {_UNNESTABLE_ENGINES[name]}"
-            )
-        else:
-            problems.append(
-                f"NEST_JOBLIB_BACKENDS={raw!r}: {item.strip()!r} is not a known "
-                f"engine and is ignored; accepted names are {_accepted(ENGINES)} "
-                "(comma-separated)"
-            )
-    return tuple(names)
-
-
-def _parse_cpus(raw: "str | None", problems: "list[str]") -> "int | None":
-    if raw is None or not raw.strip():
-        return None
-    value = raw.strip().lower()
-    if value in ("off", "none", "unlimited"):
-        return 0
-    try:
-        cpus = int(value)
-    except ValueError:
-        cpus = -1
-    if cpus >= 1:
-        return cpus
-    problems.append(
-        f"NEST_JOBLIB_CPUS={raw!r} is not accepted; use a whole number of CPUs "
-        "of at least 1, or 'off' for no budget; using joblib.cpu_count()"
-    )
-    return None
 
 
 class _PatchingLoader:

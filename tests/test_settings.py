@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _nest_joblib_startup import ENGINES, Settings
 from conftest import run_python
+from nest_joblib._private.settings import ENGINES, Settings
 
 VARIABLES = ("NEST_JOBLIB", "NEST_JOBLIB_BACKENDS", "NEST_JOBLIB_CPUS", "NEST_JOBLIB_DEBUG")
 ON = ("1", "true", "on", "yes")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from _nest_joblib_startup import Settings
+from .settings import Settings
 
 
 @dataclass

@@ -15,8 +15,10 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from _nest_joblib_startup import Settings, installed_finder
+from _nest_joblib_startup import installed_finder
 from nest_joblib._version import __version__
+
+from .settings import Settings
 
 #: Every environment variable of ours, in the order they are documented.
 VARIABLES = ("NEST_JOBLIB", "NEST_JOBLIB_BACKENDS", "NEST_JOBLIB_CPUS", "NEST_JOBLIB_DEBUG")

@@ -1,0 +1,121 @@
+"""nest-joblib's environment variables, parsed in one place.
+
+``NEST_JOBLIB`` itself is read at start-up, by :func:`parse_switch` of the
+start-up module; everything else is read when joblib is patched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from _nest_joblib_startup import accepted, parse_switch
+
+__all__ = ["ENGINES", "Settings"]
+
+#: Engines whose nested variants ``NEST_JOBLIB_BACKENDS`` can pre-register.
+ENGINES = ("dask", "ray")
+#: Engines that cannot run joblib calls from inside their own tasks.
+_UNNESTABLE_ENGINES = {
+    "spark": "joblibspark cannot start jobs from inside Spark executors, so a "
+    "nested Spark backend cannot exist; use dask or ray for nested calls",
+}
+
+
+class Settings:
+    """Every nest-joblib environment variable, parsed once.
+
+    Build it with :meth:`from_env` from any mapping (``os.environ`` in real
+    use, a plain dict in tests). Bad values never raise: each one becomes a
+    message in :attr:`problems` and a safe value.
+    """
+
+    __slots__ = ("backends", "cpus", "debug", "enabled", "problems")
+
+    def __init__(
+        self,
+        enabled: bool = True,
+        backends: tuple[str, ...] = (),
+        cpus: int | None = None,
+        debug: bool = False,
+        problems: tuple[str, ...] = (),
+    ) -> None:
+        #: ``NEST_JOBLIB``: whether the plugin patches joblib at all.
+        self.enabled = enabled
+        #: ``NEST_JOBLIB_BACKENDS``: engines whose nested variants are
+        #: registered lazily, in :data:`ENGINES`.
+        self.backends = backends
+        #: ``NEST_JOBLIB_CPUS``: the CPU budget; ``None`` means
+        #: ``joblib.cpu_count()``, ``0`` means no budget (naive nesting).
+        self.cpus = cpus
+        #: ``NEST_JOBLIB_DEBUG``: log to stderr at debug level.
+        self.debug = debug
+        #: One message per bad value, naming the variable, the value and
+        #: what is accepted.
+        self.problems = problems
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"Settings({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Settings):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        problems: list[str] = []
+        enabled, problem = parse_switch("NEST_JOBLIB", environ.get("NEST_JOBLIB"), True)
+        if problem:
+            problems.append(problem + "; nest-joblib stays off")
+        backends = _parse_backends(environ.get("NEST_JOBLIB_BACKENDS"), problems)
+        cpus = _parse_cpus(environ.get("NEST_JOBLIB_CPUS"), problems)
+        debug, problem = parse_switch("NEST_JOBLIB_DEBUG", environ.get("NEST_JOBLIB_DEBUG"), False)
+        if problem:
+            problems.append(problem + "; debug logging stays off")
+        return cls(enabled, backends, cpus, debug, tuple(problems))
+
+
+def _parse_backends(raw: str | None, problems: list[str]) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    names: list[str] = []
+    for item in raw.split(","):
+        name = item.strip().lower()
+        if not name:
+            continue
+        if name in ENGINES:
+            if name not in names:
+                names.append(name)
+        elif name in _UNNESTABLE_ENGINES:
+            problems.append(
+                f"NEST_JOBLIB_BACKENDS: {name!r} is ignored: {_UNNESTABLE_ENGINES[name]}"
+            )
+        else:
+            problems.append(
+                f"NEST_JOBLIB_BACKENDS={raw!r}: {item.strip()!r} is not a known "
+                f"engine and is ignored; accepted names are {accepted(ENGINES)} "
+                "(comma-separated)"
+            )
+    return tuple(names)
+
+
+def _parse_cpus(raw: str | None, problems: list[str]) -> int | None:
+    if raw is None or not raw.strip():
+        return None
+    value = raw.strip().lower()
+    if value in ("off", "none", "unlimited"):
+        return 0
+    try:
+        cpus = int(value)
+    except ValueError:
+        cpus = -1
+    if cpus >= 1:
+        return cpus
+    problems.append(
+        f"NEST_JOBLIB_CPUS={raw!r} is not accepted; use a whole number of CPUs "
+        "of at least 1, or 'off' for no budget; using joblib.cpu_count()"
+    )
+    return None
