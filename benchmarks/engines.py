@@ -22,12 +22,10 @@ import time
 
 from joblib import Parallel, delayed, parallel_config
 
-LOOPS_PER_SECOND = 0
-
 
 def spin(loops: int) -> int:
     n = 0
-    for _ in range(loops):
+    while n < loops:  # pure-Python work
         n += 1
     return os.getpid()
 
@@ -68,14 +66,17 @@ def main() -> None:
 
     import distributed
 
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        host="127.0.0.1",
-        silence_logs=logging.ERROR,
-    ) as cluster, distributed.Client(cluster):
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
         rows.append(("dask", *compare("dask", loops, args.repeat)))
 
     import ray

@@ -12,6 +12,7 @@ import os
 import platform
 import site
 import sys
+import sysconfig
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,7 +28,8 @@ STARTUP_FILES = ("nest_joblib.pth", "nest_joblib.start")
 
 
 def _site_dirs() -> list[str]:
-    """site-packages directories, then every other ``sys.path`` directory."""
+    """The directories whose ``.pth`` files start-up reads (a checkout on
+    ``sys.path`` is not one of them)."""
     dirs: list[str] = []
     try:
         dirs.extend(site.getsitepackages())
@@ -37,7 +39,8 @@ def _site_dirs() -> list[str]:
         dirs.append(site.getusersitepackages())
     except AttributeError:
         pass
-    dirs.extend(p for p in sys.path if p)
+    paths = sysconfig.get_paths()
+    dirs.extend(paths[key] for key in ("purelib", "platlib") if key in paths)
     seen: set[str] = set()
     unique: list[str] = []
     for d in dirs:
@@ -91,8 +94,8 @@ def _hints(report: Mapping[str, Any]) -> list[str]:
         hints.append(f"joblib cannot be imported ({report['joblib_error']}); pip install joblib")
     if not report["installed"]:
         hints.append(
-            "nest_joblib.pth is in none of site.getsitepackages(), site.getusersitepackages() "
-            "or sys.path: reinstall with pip (a PYTHONPATH checkout does not run .pth files)"
+            "nest_joblib.pth is in no site-packages directory: reinstall with pip "
+            "(a PYTHONPATH checkout does not run .pth files)"
         )
     elif not report["hook_fired"]:
         if sys.flags.no_site:
