@@ -35,8 +35,6 @@ logger = logging.getLogger("nest_joblib")
 _POLL_MIN = 0.002
 _POLL_MAX = 0.05
 _PARENT_POLL = 0.2
-#: Queued work, in lane starts, that makes a call start a lane ahead of a free CPU.
-_AHEAD_FACTOR = 4
 
 
 def _keep_traceback(exc: BaseException) -> None:
@@ -99,10 +97,6 @@ class Lanes:
         self.started = 0
         #: Seconds a lane takes to start here: a guess until one has started.
         self.start_seconds = 0.5
-
-    def has_idle(self) -> bool:
-        with self._lock:
-            return bool(self._idle)
 
     def take_idle(self) -> Any | None:
         with self._lock:
@@ -175,7 +169,6 @@ class Scheduler:
         self._level = level
         self._mean: float | None = _task_seconds.get(level)
         self._remote_lanes: dict[_Item, Any] = {}
-        self._prestarted = False
         self._threads: list[threading.Thread] = []
         if self.inline:
             self._threads.append(threading.Thread(target=self._run_inline, daemon=True))
@@ -297,21 +290,6 @@ class Scheduler:
             queued = len(self._queue)
         return queued * self._mean >= lanes.start_seconds
 
-    def _worth_starting_ahead(self) -> bool:
-        """Start one lane before any CPU is free, if this call has a lot left.
-
-        A lane takes a while to start; started only once a CPU frees up, it
-        leaves that CPU idle meanwhile. So a call with at least
-        ``_AHEAD_FACTOR`` starts' worth of work queued starts one lane ahead,
-        once. The start competes briefly with the tasks computing; no task
-        runs in the lane before it gets a token.
-        """
-        if not self.inline or self._prestarted or self._mean is None or lanes.has_idle():
-            return False
-        with self._cond:
-            queued = len(self._queue)
-        return queued * self._mean >= _AHEAD_FACTOR * lanes.start_seconds
-
     def _take_cpu(self) -> Token | None:
         """A token for lane work: the caller's (when it does not run inline) or a free one."""
         with self._cond:
@@ -334,11 +312,6 @@ class Scheduler:
                     return
             token = self._take_cpu()
             if token is None:
-                if self._worth_starting_ahead():
-                    self._prestarted = True
-                    with self._cond:
-                        self._starting += 1
-                    threading.Thread(target=self._start_lane, args=(None,), daemon=True).start()
                 with self._cond:
                     self._cond.wait(delay)
                 delay = min(delay * 2, _POLL_MAX)
@@ -385,14 +358,13 @@ class Scheduler:
     def _handoff_over(self, slot: int, _: Future[Any]) -> None:
         self._budget.cancel_handoff(slot)
 
-    def _start_lane(self, token: Token | None) -> None:
+    def _start_lane(self, token: Token) -> None:
         try:
             lane = lanes.start(self._env)
         except BaseException as exc:  # cannot start processes here: stay inline
             logger.debug("could not start a lane: %r", exc)
             lane = None
-        if token is not None:
-            token.release()
+        token.release()
         if lane is not None:
             lanes.give_back(lane)
         with self._cond:
