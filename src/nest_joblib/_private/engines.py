@@ -13,9 +13,6 @@ from typing import Any, Callable
 
 from . import variants
 
-#: engine -> (extra to install, how to register its base backend)
-_EXTRAS = {"dask": "dask", "ray": "ray"}
-
 
 def _register_dask() -> None:
     from joblib.parallel import EXTERNAL_BACKENDS
@@ -29,6 +26,8 @@ def _register_ray() -> None:
     register_ray()
 
 
+#: How to register each engine's base backend (the extra that installs the
+#: engine is named after it: ``nest-joblib[dask]``, ``nest-joblib[ray]``).
 _REGISTER: dict[str, Callable[[], None]] = {"dask": _register_dask, "ray": _register_ray}
 
 
@@ -51,7 +50,7 @@ def _lazy_factory(engine: str) -> Callable[..., Any]:
             except ImportError as exc:
                 raise EngineMissing(
                     f"the {name!r} backend needs {engine}, which is not installed "
-                    f"({exc}); install it with: pip install 'nest-joblib[{_EXTRAS[engine]}]'"
+                    f"({exc}); install it with: pip install 'nest-joblib[{engine}]'"
                 ) from exc
             if backends.get(name) is factory or engine not in backends:
                 from .patch import add_variant
