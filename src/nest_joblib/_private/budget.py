@@ -101,15 +101,13 @@ class Budget:
                 return Token(self, slot)
         return None
 
-    def acquire(self, give_up: Callable[[], bool] | None = None) -> Token | None:
-        """Wait for a free token; ``None`` only if ``give_up()`` turns true."""
+    def acquire(self) -> Token | None:
+        """Wait for a free token (``None`` only from the static stand-in)."""
         delay = _POLL_MIN
         while True:
             token = self.try_acquire()
             if token is not None:
                 return token
-            if give_up is not None and give_up():
-                return None
             time.sleep(delay)
             delay = min(delay * 2, _POLL_MAX)
 
@@ -185,12 +183,12 @@ class Budget:
         while True:
             with self._lock:
                 wait = self._kept_until - time.monotonic()
-                token = self._kept if wait <= 0 else None
-                if token is not None:
+                expired, token = wait <= 0, self._kept
+                if expired:
                     self._kept = None
-            if token is not None:
+            if expired and token is not None:
                 token.release()
-            time.sleep(max(wait, _KEEP) if token is None else _KEEP)
+            time.sleep(wait if not expired else _KEEP)
 
     def has_free(self) -> bool:
         token = self.try_acquire()
@@ -286,7 +284,7 @@ class StaticBudget(Budget):
     def try_acquire(self) -> Token | None:
         return None
 
-    def acquire(self, give_up: Callable[[], bool] | None = None) -> Token | None:
+    def acquire(self) -> Token | None:
         return None
 
     def take_handoff(self, slot: int) -> Token | None:
@@ -366,9 +364,6 @@ class TokenHeld:
         #: that fetch their next batch themselves (not lanes, whose feeder
         #: needs the token free to send the next one).
         self.keep = keep
-
-    def __len__(self) -> int:
-        return len(self.func)  # type: ignore[arg-type]
 
     def __getstate__(self) -> tuple[Callable[[], Any], BudgetRef, int | None, bool]:
         return self.func, self.ref, self.handoff, self.keep
