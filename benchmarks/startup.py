@@ -160,7 +160,7 @@ def plugin_lines(imports: list[tuple[int, str, str]]) -> list[tuple[int, str, st
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=40, help="runs per case (default 40)")
+    parser.add_argument("--runs", type=int, default=200, help="runs per case (default 200)")
     parser.add_argument("--venv", type=Path, default=Path(sys.prefix), help="environment")
     args = parser.parse_args()
 

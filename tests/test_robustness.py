@@ -30,9 +30,10 @@ psutil = pytest.importorskip("psutil")
 COUNTING = """
 import json, sys, warnings
 import _nest_joblib_startup as _s
+import nest_joblib._hook as _h
 
 COUNTS = {"hook": 0, "patched": 0}
-_real_hook = _s._patch_module
+_real_hook = _h.patch_module
 
 
 def _counting_hook(module):
@@ -55,7 +56,7 @@ def _counting_hook(module):
     _real_hook(module)
 
 
-_s._patch_module = _counting_hook
+_h.patch_module = _counting_hook
 
 
 def report(**extra):
@@ -542,6 +543,27 @@ def test_joblib_hidden_after_start_up() -> None:
     }
 
 
+@pytest.mark.timeout(60)
+def test_broken_nest_joblib_package_leaves_joblib_plain() -> None:
+    """The start-up module is there but the package cannot be imported."""
+    proc = run_python(
+        """
+        import json, sys
+        sys.modules["nest_joblib"] = None  # as if the package were gone or broken
+        import joblib.parallel
+        from joblib import Parallel, delayed
+        squares = Parallel(n_jobs=2)(delayed(pow)(i, 2) for i in range(4))
+        print(json.dumps({"default": joblib.parallel.DEFAULT_BACKEND, "squares": squares}))
+        """,
+        timeout=50,
+    )
+    assert json.loads(proc.stdout) == {"default": "loky", "squares": [0, 1, 4, 9]}
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("nest-joblib: could not load nest_joblib")
+    assert "NEST_JOBLIB=0" in lines[0]
+
+
 # -- a joblib that looks different ------------------------------------------------------
 
 _MUTATING_FINDER = """
@@ -638,7 +660,7 @@ class NoUpdate(dict):
         raise RuntimeError("this joblib's EXTERNAL_BACKENDS cannot be updated")
 
 jp.EXTERNAL_BACKENDS = NoUpdate(jp.EXTERNAL_BACKENDS)
-_s._patch_module(jp)
+_h.patch_module(jp)
 report()
 """,
         env={"NEST_JOBLIB": "0"},

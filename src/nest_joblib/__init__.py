@@ -8,8 +8,7 @@ Importing it does not import joblib.
 
 from __future__ import annotations
 
-from _nest_joblib_startup import NestJoblibWarning
-
+from ._hook import NestJoblibWarning
 from ._version import __version__
 
 __all__ = ["NestJoblibWarning", "__version__", "apply", "is_active", "nested_backends"]

@@ -12,7 +12,7 @@ import sys
 from types import ModuleType
 from typing import Any, Callable
 
-from _nest_joblib_startup import warn
+from nest_joblib._hook import warn
 
 from . import engines, variants
 from .state import settings, state

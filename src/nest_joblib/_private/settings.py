@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from _nest_joblib_startup import accepted, parse_switch
+from nest_joblib._hook import accepted, parse_switch
 
 __all__ = ["ENGINES", "Settings"]
 
