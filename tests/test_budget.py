@@ -117,10 +117,74 @@ with tempfile.TemporaryDirectory() as barrier:
         env={"NEST_JOBLIB_CPUS": cpus},
         timeout=120,
     )
+    workers = {task["pid"] for task in out}
     for task in out:
         if inline:
             assert task["children"] == 0
-            assert set(task["leaf_pids"]) == {task["pid"]}
+            # In the caller, or in the other top-level worker once it is idle (it
+            # helps, see the next tests): never in a new process.
+            assert task["pid"] in task["leaf_pids"]
+            assert set(task["leaf_pids"]) <= workers
         else:  # naive nesting starts a pool below each worker
             assert task["children"] >= 1
             assert task["pid"] not in task["leaf_pids"]
+
+
+SHARING = """
+import traceback
+import psutil
+
+def timed_leaf(i, caller, fail_elsewhere):
+    start = time.time()
+    busy(0.3)
+    if fail_elsewhere and os.getpid() != caller:
+        raise ValueError(f"leaf {i} failed in {os.getpid()}")
+    return os.getpid(), [start, time.time()]
+
+def wide(fail_elsewhere):
+    me = os.getpid()
+    try:
+        got = Parallel(n_jobs=-1)(
+            delayed(timed_leaf)(i, me, fail_elsewhere) for i in range(8)
+        )
+    except ValueError as exc:
+        return {"pid": me, "error": str(exc), "trace": "".join(traceback.format_exception(exc))}
+    return {
+        "pid": me,
+        "leaf_pids": [pid for pid, _ in got],
+        "spans": [span for _, span in got],
+        "children": len(psutil.Process().children(recursive=True)),
+    }
+
+def narrow():
+    busy(0.2)
+    return {"pid": os.getpid()}
+
+FAIL = len(sys.argv) > 1
+a, b = Parallel(n_jobs=2)([delayed(wide)(FAIL), delayed(narrow)()])
+print(json.dumps({"a": a, "b": b, "peak": peak(a.get("spans", []))}))
+"""
+
+
+def test_an_idle_worker_helps_a_nested_call_elsewhere_and_starts_nothing() -> None:
+    """The outer task that ends first lends its CPU to the other's nested call."""
+    out = run_json(BUSY + "import sys\n" + SHARING, env={"NEST_JOBLIB_CPUS": "2"}, timeout=120)
+    a, b = out["a"], out["b"]
+    assert a["pid"] != b["pid"]
+    assert b["pid"] in a["leaf_pids"]  # the idle top-level worker ran leaves of the call
+    assert a["pid"] in a["leaf_pids"]  # as did the caller, inline
+    assert set(a["leaf_pids"]) == {a["pid"], b["pid"]}  # and no lane was started
+    assert a["children"] == 0
+    assert len(a["leaf_pids"]) == 8
+    assert out["peak"] <= 2
+
+
+def test_an_error_in_a_helped_task_reaches_the_caller() -> None:
+    out = run_json(
+        BUSY + "import sys\nsys.argv.append('fail')\n" + SHARING,
+        env={"NEST_JOBLIB_CPUS": "2"},
+        timeout=120,
+    )
+    a, b = out["a"], out["b"]
+    assert a["error"].endswith(f"failed in {b['pid']}")  # raised in the helper
+    assert "timed_leaf" in a["trace"]  # with the leaf's own frames

@@ -78,6 +78,11 @@ class Budget:
         self._kept: Token | None = None
         self._kept_until = 0.0
         self._keeper: threading.Thread | None = None
+        # A helper thread (see .sharing) has this process's idle token; a new
+        # batch of this process waits for it to hand the token back.
+        self._helping = False
+        self._wanted = False
+        self._helper_back = threading.Condition(self._lock)
 
     @property
     def size(self) -> int:
@@ -174,10 +179,47 @@ class Budget:
             old.release()
 
     def unkeep(self) -> Token | None:
-        """The token kept for this process's next batch, if any."""
+        """The token kept for this process's next batch, if any.
+
+        If a helper took it meanwhile, wait for the helper to finish its
+        task and hand it back: the batch then runs on the CPU this process
+        already had, not beside the helper's task under the same GIL.
+        """
         with self._lock:
+            if self._kept is None and self._helping:
+                self._wanted = True
+                while self._helping:
+                    self._helper_back.wait()
+                self._wanted = False
             token, self._kept = self._kept, None
             return token
+
+    def reclaim_wanted(self) -> bool:
+        """For the helper: a batch of this process waits for the token."""
+        return self._wanted
+
+    def helper_done(self, token: Token) -> None:
+        """The helper is done with the token: to the waiting batch, or freed."""
+        with self._lock:
+            self._helping = False
+            give = self._wanted
+            if give:
+                self._kept = token
+                self._kept_until = time.monotonic() + _KEEP
+            self._helper_back.notify_all()
+        if not give:
+            token.release()
+
+    def _idle(self, token: Token) -> None:
+        """No batch came for the kept token: help elsewhere in the tree, or free it."""
+        try:
+            from .sharing import help_elsewhere
+
+            helping = help_elsewhere(self, token)
+        except Exception:
+            helping = False
+        if not helping:
+            self.helper_done(token)
 
     def _expire_kept(self) -> None:
         while True:
@@ -186,8 +228,9 @@ class Budget:
                 expired, token = wait <= 0, self._kept
                 if expired:
                     self._kept = None
+                    self._helping = token is not None
             if expired and token is not None:
-                token.release()
+                self._idle(token)
             time.sleep(wait if not expired else _KEEP)
 
     def has_free(self) -> bool:
@@ -222,7 +265,9 @@ class Budget:
         self._handoffs = None
         self._kept = None
         self._keeper = None
+        self._helping = self._wanted = False
         self._lock = threading.Lock()
+        self._helper_back = threading.Condition(self._lock)
 
 
 class Handoffs:

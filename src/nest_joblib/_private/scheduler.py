@@ -7,7 +7,9 @@ it lends that token to its own call. Tasks run in one of two places:
   only when a token is free. Each lane task takes a token of its own in the
   lane, so that it can lend it out again one level further down;
 - **inline**: one at a time in a thread of the calling process, with the
-  caller's token, as plain joblib would run a nested call.
+  caller's token, as plain joblib would run a nested call;
+- **in helpers**: idle top-level workers elsewhere in the tree, which take
+  the queued tasks of an inline call on offer (see :mod:`.sharing`).
 
 A call that finds a free CPU when it starts sends all its tasks to lanes (the
 caller's lent token included). A call that finds none runs inline and starts
@@ -29,6 +31,7 @@ from typing import Any, Callable
 
 from . import budget as budget_mod
 from .budget import Budget, BudgetRef, Token, TokenHeld
+from .sharing import Offer
 
 logger = logging.getLogger("nest_joblib")
 
@@ -50,11 +53,13 @@ def _keep_traceback(exc: BaseException) -> None:
 
 
 class _Item:
-    __slots__ = ("func", "future")
+    __slots__ = ("func", "future", "local")
 
     def __init__(self, func: Callable[[], Any]) -> None:
         self.func = func
         self.future: Future[Any] = Future()
+        #: Cannot be pickled: only this process may run it.
+        self.local = False
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -169,9 +174,12 @@ class Scheduler:
         self._level = level
         self._mean: float | None = _task_seconds.get(level)
         self._remote_lanes: dict[_Item, Any] = {}
+        self._offer: Offer | None = None
         self._threads: list[threading.Thread] = []
         if self.inline:
             self._threads.append(threading.Thread(target=self._run_inline, daemon=True))
+            if not budget.static and self._remote_max > 0:
+                self._open_offer()
         if self._remote_max > 0 and not budget.static:
             self._threads.append(threading.Thread(target=self._feed_lanes, daemon=True))
         for thread in self._threads:
@@ -222,7 +230,10 @@ class Scheduler:
                 self._queue.clear()
             token, self._lent = self._lent, None
             running = list(self._remote_lanes.values()) if cancel else []
+            offer, self._offer = self._offer, None
             self._cond.notify_all()
+        if offer is not None:
+            offer.close()
         if token is not None:
             token.release()
         for lane in running:
@@ -372,6 +383,45 @@ class Scheduler:
             if lane is None and not self.inline:
                 self.inline = True
                 threading.Thread(target=self._run_inline, daemon=True).start()
+            self._cond.notify_all()
+
+    # -- helpers: idle top-level workers elsewhere in the tree (see .sharing) --
+
+    def _open_offer(self) -> None:
+        try:
+            self._offer = Offer(
+                self._ref.path, self._level, self._offer_take, self._offer_done, self._offer_lost
+            )
+        except OSError as exc:  # no Unix sockets here: lanes only
+            logger.debug("cannot offer tasks to helpers: %r", exc)
+
+    def _offer_take(self) -> _Item | None:
+        with self._cond:
+            if self._closed or self._remote_running + self._starting >= self._remote_max:
+                return None
+            for item in list(self._queue):
+                if item.future.cancelled():
+                    self._queue.remove(item)
+                elif not item.local:
+                    self._queue.remove(item)
+                    self._remote_running += 1
+                    return item
+            return None
+
+    def _offer_done(self, item: _Item, ok: bool, value: Any) -> None:
+        if item.future.set_running_or_notify_cancel():
+            if ok:
+                item.future.set_result(value)
+            else:
+                item.future.set_exception(value)
+        self._remote_done_count()
+
+    def _offer_lost(self, item: _Item, local: bool) -> None:
+        """Back to the head of the queue, for the inline runner or a lane."""
+        with self._cond:
+            item.local = item.local or local
+            self._remote_running -= 1
+            self._queue.appendleft(item)
             self._cond.notify_all()
 
     def _remote_done_count(self) -> None:

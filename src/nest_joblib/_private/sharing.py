@@ -1,0 +1,212 @@
+"""Work sharing: idle top-level workers run tasks that nested calls elsewhere have queued.
+
+A nested call that runs inline (no CPU was free when it started) *offers* its
+queued tasks on a Unix socket in the budget's directory. A top-level worker
+whose batch is over keeps its token a moment for its next batch (see
+:meth:`.budget.Budget.keep`); when none came, rather than freeing the token,
+it *helps*: a thread of that worker connects to an offer and runs its queued
+tasks one at a time, with the token, until no offer has work left or its own
+process gets a batch again. The freed CPU is used at once by a process that
+is already warm, where a lane would first spend about half a second of CPU
+starting up.
+
+Nothing is lost: a task whose helper goes away before answering goes back to
+the head of its call's queue.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import pickle
+import socket
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Client, Connection
+from typing import Any
+
+from . import budget as budget_mod
+from .budget import Budget, Token
+
+logger = logging.getLogger("nest_joblib")
+
+_PREFIX = "offer-"
+_ACCEPT_POLL = 0.2
+_ids = itertools.count()
+
+
+class Offer:
+    """The queued tasks of one call, served to helpers on a Unix socket.
+
+    ``take()`` gives the next task to hand out (or ``None``), ``done(item,
+    ok, value)`` takes its outcome, ``lost(item, local)`` puts it back (for
+    good in the caller when ``local``: it cannot be pickled).
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        level: int,
+        take: Callable[[], Any],
+        done: Callable[[Any, bool, Any], None],
+        lost: Callable[[Any, bool], None],
+    ) -> None:
+        self._take, self._done, self._lost = take, done, lost
+        # Deeper calls first: their tasks are shorter, so helpers balance better there.
+        name = f"{_PREFIX}{99 - min(level, 99):02d}-{os.getpid()}-{next(_ids)}"
+        self.path = os.path.join(directory, name)
+        self._closed = False
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._sock.bind(self.path)
+            self._sock.listen()
+            self._sock.settimeout(_ACCEPT_POLL)
+        except OSError:
+            self._sock.close()
+            raise
+        threading.Thread(target=self._accept, name="nest-joblib-offer", daemon=True).start()
+
+    def close(self) -> None:
+        self._closed = True
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+    def _accept(self) -> None:
+        try:
+            while not self._closed:
+                try:
+                    conn, _ = self._sock.accept()
+                except socket.timeout:
+                    continue
+                except OSError:
+                    return
+                conn.setblocking(True)
+                connection = Connection(conn.detach())
+                threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+        finally:
+            self._sock.close()
+
+    def _serve(self, conn: Connection) -> None:
+        with conn:
+            while True:
+                try:
+                    conn.recv_bytes()  # a helper asks for work
+                except (OSError, EOFError):
+                    return
+                item = None if self._closed else self._take()
+                if item is None:
+                    _send(conn, b"")
+                    return
+                try:
+                    task = _dumps(item.func)
+                except Exception:  # cannot travel: the caller runs it itself
+                    self._lost(item, True)
+                    _send(conn, b"")
+                    return
+                try:
+                    conn.send_bytes(task)
+                    data = conn.recv_bytes()
+                except (OSError, EOFError):  # the helper went away
+                    self._lost(item, False)
+                    return
+                try:
+                    ok, value = pickle.loads(data)
+                except Exception as exc:
+                    ok, value = False, exc
+                self._done(item, ok, value)
+
+
+def _send(conn: Connection, data: bytes) -> None:
+    try:
+        conn.send_bytes(data)
+    except OSError:
+        pass
+
+
+def _dumps(obj: Any) -> bytes:
+    """Pickle as loky pickles what it sends to workers."""
+    from joblib.externals.loky.backend.reduction import dumps
+
+    return bytes(dumps(obj))
+
+
+def _outcome(ok: bool, value: Any) -> bytes:
+    if not ok:
+        from joblib.externals.loky.process_executor import _ExceptionWithTraceback
+
+        value = _ExceptionWithTraceback(value)
+    try:
+        return _dumps((ok, value))
+    except BaseException as exc:  # as loky does: say so rather than lose the task
+        return _dumps((False, RuntimeError(f"the result could not be pickled: {exc!r}")))
+
+
+def _offers(directory: str) -> list[str]:
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return [os.path.join(directory, n) for n in sorted(names) if n.startswith(_PREFIX)]
+
+
+def help_elsewhere(budget: Budget, token: Token) -> bool:
+    """Use ``token``, idle in this top-level worker, for tasks offered in the tree.
+
+    Returns False at once (the caller frees the token) when nothing is offered.
+    """
+    if not _offers(budget.ref.path):
+        return False
+    threading.Thread(
+        target=_help, args=(budget, token), name="nest-joblib-helper", daemon=True
+    ).start()
+    return True
+
+
+def _help(budget: Budget, token: Token) -> None:
+    ran = 0
+    try:
+        while not budget.reclaim_wanted():  # until a pass over the offers finds no work
+            before = ran
+            for path in _offers(budget.ref.path):
+                try:
+                    conn = Client(path, family="AF_UNIX")
+                except OSError:  # the call is over
+                    continue
+                with conn:
+                    while not budget.reclaim_wanted():
+                        try:
+                            conn.send_bytes(b"?")
+                            task = conn.recv_bytes()
+                        except (OSError, EOFError):
+                            break
+                        if not task:
+                            break
+                        token = _run(task, token, conn)
+                        ran += 1
+            if ran == before:
+                break
+    finally:
+        if ran:
+            logger.debug("helped with %d offered tasks", ran)
+        budget.helper_done(token)
+
+
+def _run(task: bytes, token: Token, conn: Connection) -> Token:
+    """Run one offered task holding ``token``; the token it ends with."""
+    budget_mod.set_held(token)
+    try:
+        func = pickle.loads(task)
+        outcome = _outcome(True, func())
+    except BaseException as exc:  # handed to the calling Parallel, as a lane would
+        outcome = _outcome(False, exc)
+    finally:
+        held = budget_mod.held()  # a nested call may have swapped it
+        budget_mod.set_held(None)
+    try:
+        conn.send_bytes(outcome)
+    except OSError:  # the call was aborted meanwhile
+        pass
+    return held if held is not None else token
