@@ -131,7 +131,7 @@ with tempfile.TemporaryDirectory() as barrier:
 
 
 SHARING = """
-import traceback
+import sys, tempfile, traceback
 import psutil
 
 def timed_leaf(i, caller, fail_elsewhere):
@@ -141,14 +141,19 @@ def timed_leaf(i, caller, fail_elsewhere):
         raise ValueError(f"leaf {i} failed in {os.getpid()}")
     return os.getpid(), [start, time.time()]
 
-def wide(fail_elsewhere):
+def wide(fail_elsewhere, barrier):
+    # Start only once the other outer task holds its CPU: no CPU is free, so
+    # the nested call runs inline and offers its queued leaves.
+    while not os.listdir(barrier):
+        time.sleep(0.01)
     me = os.getpid()
     try:
         got = Parallel(n_jobs=-1)(
             delayed(timed_leaf)(i, me, fail_elsewhere) for i in range(8)
         )
     except ValueError as exc:
-        return {"pid": me, "error": str(exc), "trace": "".join(traceback.format_exception(exc))}
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return {"pid": me, "error": str(exc), "trace": trace}
     return {
         "pid": me,
         "leaf_pids": [pid for pid, _ in got],
@@ -156,19 +161,21 @@ def wide(fail_elsewhere):
         "children": len(psutil.Process().children(recursive=True)),
     }
 
-def narrow():
-    busy(0.2)
+def narrow(barrier):
+    open(os.path.join(barrier, str(os.getpid())), "w").close()
+    busy(0.3)
     return {"pid": os.getpid()}
 
 FAIL = len(sys.argv) > 1
-a, b = Parallel(n_jobs=2)([delayed(wide)(FAIL), delayed(narrow)()])
+with tempfile.TemporaryDirectory() as barrier:
+    a, b = Parallel(n_jobs=2)([delayed(wide)(FAIL, barrier), delayed(narrow)(barrier)])
 print(json.dumps({"a": a, "b": b, "peak": peak(a.get("spans", []))}))
 """
 
 
 def test_an_idle_worker_helps_a_nested_call_elsewhere_and_starts_nothing() -> None:
     """The outer task that ends first lends its CPU to the other's nested call."""
-    out = run_json(BUSY + "import sys\n" + SHARING, env={"NEST_JOBLIB_CPUS": "2"}, timeout=120)
+    out = run_json(BUSY + SHARING, env={"NEST_JOBLIB_CPUS": "2"}, timeout=120)
     a, b = out["a"], out["b"]
     assert a["pid"] != b["pid"]
     assert b["pid"] in a["leaf_pids"]  # the idle top-level worker ran leaves of the call
