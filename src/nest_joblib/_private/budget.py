@@ -37,6 +37,9 @@ _HANDOFF_POLL = 0.002
 _HANDOFF_GRACE = 0.05
 #: How long a worker keeps a finished batch's token for its next batch.
 _KEEP = 0.05
+#: How long a worker that got another slot keeps asking for the one held for it
+#: (until the dispatcher lets go of it, or someone else took it meanwhile).
+_WITHDRAW_WAIT = 2.0
 
 
 class BudgetRef(NamedTuple):
@@ -133,11 +136,37 @@ class Budget:
                 if token is None and time.monotonic() > deadline:
                     token = self.try_acquire()
                 if token is not None:
-                    return token
+                    break
                 time.sleep(delay)
                 delay = min(delay * 2, _POLL_MAX)
-        finally:
+        except BaseException:
+            os.close(req)
+            raise
+        if token.slot == slot:
             os.close(req)  # drops the request lock
+        else:
+            # Another slot came first. The dispatcher may not have seen the
+            # request yet: dropping it now would leave our slot held there,
+            # for nobody, until the batch ends. Keep asking until it lets go.
+            threading.Thread(
+                target=self._withdraw_request,
+                args=(req, slot),
+                name="nest-joblib-withdraw",
+                daemon=True,
+            ).start()
+        return token
+
+    def _withdraw_request(self, req: int, slot: int) -> None:
+        try:
+            deadline = time.monotonic() + _WITHDRAW_WAIT
+            while time.monotonic() < deadline:
+                token = self._try_slot(slot)  # free: the dispatcher let go of it
+                if token is not None:
+                    token.release()
+                    return
+                time.sleep(_HANDOFF_POLL)
+        finally:
+            os.close(req)
 
     def _try_slot(self, slot: int) -> Token | None:
         with self._lock:

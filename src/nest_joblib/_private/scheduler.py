@@ -161,6 +161,8 @@ class Scheduler:
         self._budget = budget
         self._ref = ref
         self._env = env
+        #: The caller holds a token, which it lends to this call while it waits.
+        self._caller_lends = budget_mod.held() is not None
         self.inline = inline or budget.static
         self._remote_max = n_jobs - 1 if self.inline else n_jobs
         self._queue: collections.deque[_Item] = collections.deque()
@@ -256,14 +258,20 @@ class Scheduler:
 
     def _run_inline(self) -> None:
         token: Token | None = None
+        first = True
         while True:
             item = self._next()
             if item is None:
                 break
             if not item.future.set_running_or_notify_cancel():
                 continue
-            if token is None:
+            if token is None and first and self._caller_lends:
+                # The caller's own CPU: a free one taken before the caller
+                # lends its token would leave that token idle in this call.
+                token = self._lent_token()
+            elif token is None:
                 token = self.take_back()  # the caller's lent token, or a free one
+            first = False
             budget_mod.set_held(token)
             began = time.perf_counter()
             try:
@@ -287,6 +295,13 @@ class Scheduler:
                     token = None
         if token is not None:
             token.release()
+
+    def _lent_token(self) -> Token | None:
+        with self._cond:
+            while self._lent is None and not self._closed:
+                self._cond.wait()
+            token, self._lent = self._lent, None
+            return token
 
     def _observe(self, seconds: float) -> None:
         mean = self._mean
