@@ -1,7 +1,7 @@
 """Running the tasks of one nested ``Parallel`` call within the CPU budget.
 
 The caller of a nested call is itself a task holding a token. While it waits
-it lends that token to its own call. Tasks run in one of two places:
+it lends that token to its own call. Tasks run in one of three places:
 
 - **in lanes**: worker processes of this process, started one at a time and
   only when a token is free. Each lane task takes a token of its own in the
