@@ -74,6 +74,7 @@ class Budget:
         self.ref = ref
         self._lock = threading.Lock()
         self._fds: dict[int, int] = {}
+        self._probes: dict[int, int] = {}
         # flock belongs to an open file description, so this process must
         # itself keep two of its threads off the same slot.
         self._held: set[int] = set()
@@ -105,9 +106,25 @@ class Budget:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
                     continue
+                if self._reserved(slot):  # between a dispatcher and its batch
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                    continue
                 self._held.add(slot)
                 return Token(self, slot)
         return None
+
+    def _reserved(self, slot: int) -> bool:
+        """Whether a dispatcher reserves ``slot`` for the batch it handed off."""
+        fd = self._probes.get(slot)
+        if fd is None:
+            path = os.path.join(self.ref.path, f"res-{slot}")
+            fd = self._probes[slot] = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
 
     def acquire(self) -> Token | None:
         """Wait for a free token (``None`` only from the static stand-in)."""
@@ -190,6 +207,10 @@ class Budget:
         """The batch is over: release its token if it never asked for it."""
         if self._handoffs is not None:
             self._handoffs.cancel(slot)
+
+    def cancel_handoff_when_done(self, slot: int, job: Any) -> None:
+        """:meth:`cancel_handoff` once ``job`` (the batch's future) is done."""
+        job.add_done_callback(lambda _: self.cancel_handoff(slot))
 
     def keep(self, token: Token) -> None:
         """Hold a finished batch's token a moment for this process's next batch.
@@ -284,13 +305,12 @@ class Budget:
 
     def _forget(self) -> None:
         """In a forked child: the parent's locks are not ours to give back."""
-        for fd in self._fds.values():
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        _close_all([*self._fds.values(), *self._probes.values()])
         self._fds.clear()
+        self._probes.clear()
         self._held.clear()
+        if self._handoffs is not None:
+            self._handoffs.forget()
         self._handoffs = None
         self._kept = None
         self._keeper = None
@@ -305,26 +325,41 @@ class Handoffs:
     A dispatcher takes the token when it sends the batch, so that no other
     nested call mistakes the CPU for free while the worker starts up; the
     worker asks for it by locking ``req-<slot>``; a thread here sees the
-    request and unlocks the slot.
+    request and unlocks the slot. From the hand-off until the worker has the
+    slot, ``res-<slot>`` stays locked too: :meth:`Budget.try_acquire` leaves
+    a reserved slot alone, so nobody else takes it in the moment between.
     """
 
     def __init__(self, budget: Budget) -> None:
         self._budget = budget
         self._cond = threading.Condition()
         self._pending: dict[int, Token] = {}
+        #: Reserved slots (the lock on ``res-<slot>`` is held through the fd).
+        self._reserved: dict[int, int] = {}
         self._reqs: dict[int, int] = {}
         threading.Thread(target=self._watch, name="nest-joblib-handoffs", daemon=True).start()
 
     def add(self, token: Token) -> None:
+        path = os.path.join(self._budget.ref.path, f"res-{token.slot}")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # no one else reserves a slot we hold
         with self._cond:
+            self._unreserve(token.slot)
+            self._reserved[token.slot] = fd
             self._pending[token.slot] = token
             self._cond.notify()
 
     def cancel(self, slot: int) -> None:
         with self._cond:
             token = self._pending.pop(slot, None)
+            self._unreserve(slot)
         if token is not None:
             token.release()
+
+    def _unreserve(self, slot: int) -> None:
+        fd = self._reserved.pop(slot, None)
+        if fd is not None:
+            os.close(fd)  # drops the lock
 
     def _requested(self, slot: int) -> bool:
         fd = self._reqs.get(slot)
@@ -341,13 +376,35 @@ class Handoffs:
     def _watch(self) -> None:
         while True:
             with self._cond:
-                while not self._pending:
+                while not self._reserved:
                     self._cond.wait()
-                slots = list(self._pending)
-            for slot in slots:
-                if self._requested(slot):
-                    self.cancel(slot)
+                pending = set(self._pending)
+                reserved = list(self._reserved)
+            for slot in reserved:
+                requested = self._requested(slot)
+                if slot in pending and requested:
+                    with self._cond:
+                        token = self._pending.pop(slot, None)
+                    if token is not None:
+                        token.release()  # the reservation stays until it is taken
+                elif slot not in pending and not requested:
+                    # The worker has its slot (it drops the request then), or gave up.
+                    with self._cond:
+                        if slot not in self._pending:
+                            self._unreserve(slot)
             time.sleep(_HANDOFF_POLL)
+
+    def forget(self) -> None:
+        """In a forked child: the parent's reservations are not ours to keep."""
+        _close_all([*self._reserved.values(), *self._reqs.values()])
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 class StaticBudget(Budget):
@@ -419,10 +476,13 @@ class TokenHeld:
 
     Picklable by reference, so it travels to worker processes with the batch.
     ``handoff`` is the slot that the dispatching process holds for this batch
-    until the batch asks for it (see :class:`Handoffs`).
+    until the batch asks for it (see :class:`Handoffs`). Without one, the
+    batch takes the token its worker kept, or waits for a free one; an
+    ``optional`` batch does not wait, and runs without a token if none is
+    free.
     """
 
-    __slots__ = ("func", "handoff", "keep", "ref")
+    __slots__ = ("func", "handoff", "keep", "optional", "ref")
 
     def __init__(
         self,
@@ -430,6 +490,7 @@ class TokenHeld:
         ref: BudgetRef,
         handoff: int | None = None,
         keep: bool = False,
+        optional: bool = False,
     ) -> None:
         self.func = func
         self.ref = ref
@@ -438,12 +499,15 @@ class TokenHeld:
         #: that fetch their next batch themselves (not lanes, whose feeder
         #: needs the token free to send the next one).
         self.keep = keep
+        self.optional = optional
 
-    def __getstate__(self) -> tuple[Callable[[], Any], BudgetRef, int | None, bool]:
-        return self.func, self.ref, self.handoff, self.keep
+    def __getstate__(self) -> tuple[Callable[[], Any], BudgetRef, int | None, bool, bool]:
+        return self.func, self.ref, self.handoff, self.keep, self.optional
 
-    def __setstate__(self, state: tuple[Callable[[], Any], BudgetRef, int | None, bool]) -> None:
-        self.func, self.ref, self.handoff, self.keep = state
+    def __setstate__(
+        self, state: tuple[Callable[[], Any], BudgetRef, int | None, bool, bool]
+    ) -> None:
+        self.func, self.ref, self.handoff, self.keep, self.optional = state
 
     def __call__(self) -> Any:
         outer = held()
@@ -453,8 +517,10 @@ class TokenHeld:
             if kept is not None:
                 kept.release()
             token = budget.take_handoff(self.handoff)
+        elif kept is not None:
+            token = kept
         else:
-            token = kept if kept is not None else budget.acquire()
+            token = budget.try_acquire() if self.optional else budget.acquire()
         set_held(token)
         try:
             return self.func()

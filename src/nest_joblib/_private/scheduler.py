@@ -177,6 +177,8 @@ class Scheduler:
         self._mean: float | None = _task_seconds.get(level)
         self._remote_lanes: dict[_Item, Any] = {}
         self._offer: Offer | None = None
+        #: The inline runner is running a task (when not, the next is its own).
+        self._inline_busy = False
         self._threads: list[threading.Thread] = []
         if self.inline:
             self._threads.append(threading.Thread(target=self._run_inline, daemon=True))
@@ -254,6 +256,7 @@ class Scheduler:
         with self._cond:
             while not self._queue and not self._closed:
                 self._cond.wait()
+            self._inline_busy = bool(self._queue)
             return self._queue.popleft() if self._queue else None
 
     def _run_inline(self) -> None:
@@ -286,6 +289,7 @@ class Scheduler:
                 budget_mod.set_held(None)
                 self._observe(time.perf_counter() - began)
             with self._cond:
+                self._inline_busy = False
                 if token is not None and not self._queue:
                     if self._remote_running or self._starting:
                         # Only lanes are left: the CPU is free for the tree.
@@ -375,14 +379,11 @@ class Scheduler:
                 item.future.set_exception(exc)
                 self._remote_done_count()
                 continue
-            remote.add_done_callback(functools.partial(self._handoff_over, slot))
+            self._budget.cancel_handoff_when_done(slot, remote)
             with self._cond:
                 if not remote.done():
                     self._remote_lanes[item] = lane
             remote.add_done_callback(functools.partial(self._remote_done, item))
-
-    def _handoff_over(self, slot: int, _: Future[Any]) -> None:
-        self._budget.cancel_handoff(slot)
 
     def _start_lane(self, token: Token) -> None:
         try:
@@ -414,9 +415,14 @@ class Scheduler:
         with self._cond:
             if self._closed or self._remote_running + self._starting >= self._remote_max:
                 return None
+            # An idle inline runner is about to take the head: a helper taking
+            # it would leave the caller's CPU idle for as long as the task runs.
+            mine = not self._inline_busy
             for item in list(self._queue):
                 if item.future.cancelled():
                     self._queue.remove(item)
+                elif mine:
+                    mine = False
                 elif not item.local:
                     self._queue.remove(item)
                     self._remote_running += 1
