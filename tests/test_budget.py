@@ -58,7 +58,7 @@ def test_a_killed_worker_does_not_shrink_the_budget() -> None:
     out = run_json(
         BUSY
         + """
-import signal
+import signal, tempfile
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 def die(i):
@@ -66,33 +66,40 @@ def die(i):
         os.kill(os.getpid(), signal.SIGKILL)
     busy(0.5)
 
-def task(kill):
-    # One level down, so the victim holds its token in a lane of this worker.
+def task(kill, barrier):
     if kill:
+        # Once the other outer task holds the pool's second worker, the third
+        # CPU is free and no worker is spare: the nested call starts lanes,
+        # and the victim holds its token in one of them, one level down.
+        while not os.listdir(barrier):
+            time.sleep(0.01)
         try:
             Parallel(n_jobs=2)(delayed(die)(i) for i in range(2))
         except TerminatedWorkerError:
             return "terminated"
         return "survived"
-    return "idle"
+    open(os.path.join(barrier, "busy"), "w").close()
+    busy(1.5)
+    return "busy"
 
-outcome = Parallel(n_jobs=2)(delayed(task)(k) for k in (True,))
+with tempfile.TemporaryDirectory() as barrier:
+    outcome = Parallel(n_jobs=2)(delayed(task)(k, barrier) for k in (True, False))
 try:
-    Parallel(n_jobs=2)(delayed(die)(i) for i in range(2))
+    Parallel(n_jobs=3)(delayed(die)(i) for i in range(2))
     top = "survived"
 except TerminatedWorkerError:
     top = "terminated"
-# With both tokens back, two leaves compute at once again.
-spans = Parallel(n_jobs=2)(delayed(leaf)(i) for i in range(6))
+# With every token back, three leaves compute at once again.
+spans = Parallel(n_jobs=3)(delayed(leaf)(i) for i in range(9))
 spans = [span for spans_ in spans for span in spans_]
 print(json.dumps({"outcome": outcome, "top": top, "peak": peak(spans)}))
 """,
-        env={"NEST_JOBLIB_CPUS": "2"},
+        env={"NEST_JOBLIB_CPUS": "3"},
         timeout=240,
     )
-    assert out["outcome"] == ["terminated"]
+    assert out["outcome"] == ["terminated", "busy"]
     assert out["top"] == "terminated"
-    assert out["peak"] == 2
+    assert out["peak"] == 3
 
 
 @pytest.mark.parametrize(("cpus", "inline"), [("2", True), ("off", False)])
@@ -195,3 +202,119 @@ def test_an_error_in_a_helped_task_reaches_the_caller() -> None:
     a, b = out["a"], out["b"]
     assert a["error"].endswith(f"failed in {b['pid']}")  # raised in the helper
     assert "timed_leaf" in a["trace"]  # with the leaf's own frames
+
+
+MEET = """
+import psutil, tempfile
+
+def meet(barrier, count=2, timeout=30):
+    # True once `count` callers wait here at the same time (False after `timeout` s).
+    open(os.path.join(barrier, f"{os.getpid()}-{time.monotonic_ns()}"), "w").close()
+    deadline = time.monotonic() + timeout
+    while len(os.listdir(barrier)) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return len(os.listdir(barrier)) >= count
+"""
+
+
+def test_a_spare_top_level_worker_helps_instead_of_a_new_lane() -> None:
+    """An outer loop shorter than the pool: its spare worker takes the free CPU."""
+    out = run_json(
+        BUSY
+        + MEET
+        + """
+def timed_leaf(i, barrier):
+    # The first two leaves must compute at once: the inline caller runs one task at a time.
+    together = meet(barrier) if i < 2 else True
+    start = time.time()
+    busy(0.2)
+    return {"pid": os.getpid(), "span": [start, time.time()], "together": together}
+
+def only_task():
+    barrier = tempfile.mkdtemp()
+    leaves = Parallel(n_jobs=-1)(delayed(timed_leaf)(i, barrier) for i in range(8))
+    return {"pid": os.getpid(), "leaves": leaves,
+            "children": len(psutil.Process().children(recursive=True))}
+
+[task] = Parallel(n_jobs=2)([delayed(only_task)()])
+pids = {leaf["pid"] for leaf in task["leaves"]}
+print(json.dumps({**task, "root": os.getpid(),
+                  "parents": sorted({psutil.Process(p).ppid() for p in pids}),
+                  "peak": peak([leaf["span"] for leaf in task["leaves"]])}))
+""",
+        env={"NEST_JOBLIB_CPUS": "2"},
+        timeout=120,
+    )
+    assert all(leaf["together"] for leaf in out["leaves"])
+    pids = {leaf["pid"] for leaf in out["leaves"]}
+    # The caller and one other process: the pool's other worker (both children of the root).
+    assert out["pid"] in pids
+    assert len(pids) == 2
+    assert out["parents"] == [out["root"]]
+    assert out["children"] == 0  # no lane was started
+    assert out["peak"] <= 2
+
+
+def test_standing_by_ends_with_the_call() -> None:
+    """A spare worker with nothing to help gives its worker and its CPU back after the call."""
+    out = run_json(
+        BUSY
+        + MEET
+        + """
+from nest_joblib._private import budget
+
+def alone(i):
+    busy(0.3)  # no nested call: the spare worker has nothing to help with
+    return os.getpid()
+
+def pair(barrier):
+    return os.getpid(), meet(barrier)
+
+first = Parallel(n_jobs=2)(delayed(alone)(i) for i in range(1))
+barrier = tempfile.mkdtemp()
+second = Parallel(n_jobs=2)(delayed(pair)(barrier) for _ in range(2))
+left = [n for n in os.listdir(budget._own.path) if n.startswith("standby-")]
+print(json.dumps({"second": second, "left": left}))
+""",
+        env={"NEST_JOBLIB_CPUS": "2"},
+        timeout=120,
+    )
+    # Both workers and both tokens were free again: the next call's two tasks met.
+    assert [together for _, together in out["second"]] == [True, True]
+    assert len({pid for pid, _ in out["second"]}) == 2
+    assert out["left"] == []
+
+
+def test_a_call_from_another_thread_recalls_standing_by_workers() -> None:
+    """Top-level calls from two threads share the pool: spare workers go back to it."""
+    out = run_json(
+        BUSY
+        + """
+import tempfile, threading
+
+signal_dir = tempfile.mkdtemp()
+
+def wait_for_signal():
+    # Holds the pool's first worker until the other thread's task has run.
+    deadline = time.monotonic() + 30
+    while not os.listdir(signal_dir) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return bool(os.listdir(signal_dir))
+
+def give_signal():
+    open(os.path.join(signal_dir, "go"), "w").close()
+    return os.getpid()
+
+got = {}
+first = threading.Thread(
+    target=lambda: got.update(a=Parallel(n_jobs=2)(delayed(wait_for_signal)() for _ in range(1))))
+first.start()
+time.sleep(1.0)  # the first call's spare worker is standing by by now
+got["b"] = Parallel(n_jobs=2)(delayed(give_signal)() for _ in range(1))
+first.join()
+print(json.dumps(got))
+""",
+        env={"NEST_JOBLIB_CPUS": "2"},
+        timeout=120,
+    )
+    assert out["a"] == [True]  # the second call's task ran while the first call's waited

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from conftest import run_json, run_python
 
-# Leaves take a little time so that every level really waits on the next one.
+# A node at depth k of ``level(fans)`` calls ``Parallel(n_jobs=2)`` over fans[0] children. The
+# leaves of one call wait (30 s at most) until all of them compute: they get through together
+# only if they run at the same time, so in more than one process (threads share one GIL, and a
+# call that runs inline runs one task at a time).
 TREE = """
-import json, os, time
+import json, os, tempfile, time
 from joblib import Parallel, delayed
 from joblib.parallel import get_active_backend
 
@@ -15,15 +18,20 @@ def where():
     return {"pid": os.getpid(), "level": backend.nesting_level,
             "backend": type(backend).__name__}
 
-def leaf(i):
-    time.sleep(0.3)
-    return where()
+def leaf(barrier, count):
+    open(os.path.join(barrier, f"{os.getpid()}-{time.monotonic_ns()}"), "w").close()
+    deadline = time.monotonic() + 30
+    while len(os.listdir(barrier)) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return {**where(), "together": len(os.listdir(barrier)) >= count}
 
-def level(depth, fan):
-    if depth == 0:
-        return leaf(0)
+def level(fans):
     here = where()
-    below = Parallel(n_jobs=2)(delayed(level)(depth - 1, fan) for _ in range(fan))
+    if len(fans) == 1:
+        barrier = tempfile.mkdtemp()
+        below = Parallel(n_jobs=2)(delayed(leaf)(barrier, fans[0]) for _ in range(fans[0]))
+    else:
+        below = Parallel(n_jobs=2)(delayed(level)(fans[1:]) for _ in range(fans[0]))
     return {"here": here, "below": below}
 """
 
@@ -38,37 +46,40 @@ def _leaves(node: dict, callers: tuple = ()) -> list:  # type: ignore[type-arg]
     return out
 
 
+def _assert_nested_in_processes(tree: dict, levels: list[int], count: int) -> None:  # type: ignore[type-arg]
+    leaves = _leaves(tree)
+    assert len(leaves) == count
+    for leaf, callers in leaves:
+        assert [c["level"] for c in callers] == levels
+        assert leaf["level"] == len(levels)
+        assert leaf["backend"] == "NestedLokyBackend"
+        assert leaf["together"]
+    # Computing at once, the leaves ran in as many processes, not all of them callers.
+    # (Which ones depends on the CPU budget: lanes, or the caller and an idle worker.)
+    assert len({leaf["pid"] for leaf, _ in leaves}) == count
+    assert any(leaf["pid"] not in {c["pid"] for c in callers} for leaf, callers in leaves)
+
+
 def test_two_levels_run_leaves_in_other_processes() -> None:
     tree = run_json(
         TREE
         + """
-root = {"here": where(), "below": Parallel(n_jobs=2)(delayed(level)(1, 2) for _ in range(1))}
+root = {"here": where(), "below": Parallel(n_jobs=2)(delayed(level)([2]) for _ in range(1))}
 print(json.dumps(root))
 """
     )
-    leaves = _leaves(tree)
-    assert len(leaves) == 2
-    for leaf, callers in leaves:
-        assert leaf["pid"] not in {c["pid"] for c in callers}
-        assert leaf["backend"] == "NestedLokyBackend"
-        assert [c["level"] for c in callers] == [0, 1]
-        assert leaf["level"] == 2
+    _assert_nested_in_processes(tree, [0, 1], 2)
 
 
 def test_three_levels_run_leaves_in_other_processes() -> None:
     tree = run_json(
         TREE
         + """
-root = {"here": where(), "below": Parallel(n_jobs=2)(delayed(level)(2, 1) for _ in range(1))}
+root = {"here": where(), "below": Parallel(n_jobs=2)(delayed(level)([1, 2]) for _ in range(1))}
 print(json.dumps(root))
 """
     )
-    leaves = _leaves(tree)
-    assert len(leaves) == 1
-    for leaf, callers in leaves:
-        assert [c["level"] for c in callers] == [0, 1, 2]
-        assert leaf["level"] == 3
-        assert leaf["pid"] not in {c["pid"] for c in callers}
+    _assert_nested_in_processes(tree, [0, 1, 2], 2)
 
 
 def test_plain_joblib_when_disabled() -> None:
@@ -76,7 +87,7 @@ def test_plain_joblib_when_disabled() -> None:
         TREE
         + """
 import sys, joblib.parallel
-root = {"here": where(), "below": Parallel(n_jobs=2)(delayed(level)(1, 2) for _ in range(1))}
+root = {"here": where(), "below": Parallel(n_jobs=2)(delayed(level)([2]) for _ in range(1))}
 finders = [type(f).__name__ for f in sys.meta_path]
 nested = [n for n in joblib.parallel.BACKENDS if n.startswith("nested-")]
 print(json.dumps({"tree": root, "finders": finders, "nested": nested,
@@ -235,25 +246,32 @@ def test_upstream_readme_apply() -> None:
     """The upstream package's usage, verbatim, with the plugin off."""
     out = run_json(
         """
-import json, os, time
+import json, os, tempfile, time
 from nest_joblib import apply
 from joblib import Parallel, delayed
 
 apply()
 
-def leaf(i):
-    time.sleep(0.3)
+def leaf(barrier):
+    # Both leaves wait (30 s at most) until both compute: at once, so in two processes.
+    open(os.path.join(barrier, f"{os.getpid()}-{time.monotonic_ns()}"), "w").close()
+    deadline = time.monotonic() + 30
+    while len(os.listdir(barrier)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     return os.getpid()
 
 def task(i):
-    return os.getpid(), Parallel(n_jobs=2)(delayed(leaf)(j) for j in range(2))
+    barrier = tempfile.mkdtemp()
+    return os.getpid(), Parallel(n_jobs=2)(delayed(leaf)(barrier) for j in range(2))
 
 print(json.dumps(Parallel(n_jobs=2)(delayed(task)(i) for i in range(1))))
 """,
         env={"NEST_JOBLIB": "0"},
     )
     for pid, inner in out:
-        assert pid not in inner
+        # The nested level computed in two processes at once, not only in its caller.
+        assert len(set(inner)) == 2
+        assert set(inner) - {pid}
 
 
 def test_upstream_readme_custom_backend() -> None:

@@ -4,7 +4,9 @@
   workers, each batch holding a token while it runs;
 - at nested levels it runs its tasks through a :class:`.scheduler.Scheduler`
   (inline in the caller, or in lanes when a CPU is free);
-- while any of its calls waits for results, the waiting task lends its token.
+- while any of its calls waits for results, the waiting task lends its token;
+- the workers of a top-level call with nothing to do stand by to help nested
+  calls elsewhere (see :mod:`.standby`).
 
 With ``NEST_JOBLIB_CPUS=off`` it is plain loky at every level (naive nesting).
 """
@@ -12,6 +14,7 @@ With ``NEST_JOBLIB_CPUS=off`` it is plain loky at every level (naive nesting).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import multiprocessing
 from collections.abc import Iterator
@@ -24,6 +27,7 @@ from joblib.parallel import cpu_count
 from . import budget as budget_mod
 from .budget import BudgetRef, TokenHeld
 from .scheduler import Scheduler
+from .standby import Spares
 from .state import settings
 
 logger = logging.getLogger("nest_joblib")
@@ -98,6 +102,8 @@ class BudgetedLokyMixin:
         if ref is None or level == 0:
             n: int = super().configure(n_jobs=n_jobs, parallel=parallel, **kwargs)  # type: ignore[misc]
             self._nest_ramp = n
+            if ref is not None:
+                self._nest_spares = Spares(ref, n, functools.partial(_loky_submit, self))
             return n
         self._check_thread_hints(kwargs)  # type: ignore[attr-defined]
         n = self.effective_n_jobs(n_jobs)
@@ -139,7 +145,10 @@ class BudgetedLokyMixin:
             slot = None if token is None else budget.hand_off(token)
             job = _loky_submit(self, TokenHeld(func, ref, slot, keep=True), callback)
             if slot is not None:
-                job.add_done_callback(lambda _: budget.cancel_handoff(slot))
+                budget.cancel_handoff_when_done(slot, job)
+            spares: Spares | None = self.__dict__.get("_nest_spares")
+            if spares is not None:
+                spares.batch_sent(job)
             return job
         future: Future[Any] = scheduler.submit(func)
         future.get = future.result  # type: ignore[attr-defined]  # joblib < 1.5
@@ -159,8 +168,16 @@ class BudgetedLokyMixin:
     def retrieval_context(self) -> Iterator[None]:
         token = budget_mod.held()
         ref = self._budget_ref()
-        if token is None or ref is None:
+        if ref is None:
             yield
+            return
+        if token is None:
+            spares: Spares | None = self.__dict__.get("_nest_spares")
+            if spares is None or self.nesting_level:
+                yield
+                return
+            with spares.standing_by(self.parallel):
+                yield
             return
         scheduler: Scheduler | None = self.__dict__.get("_scheduler")
         budget_mod.set_held(None)

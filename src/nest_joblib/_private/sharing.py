@@ -1,14 +1,16 @@
 """Work sharing: idle top-level workers run tasks that nested calls elsewhere have queued.
 
 A nested call that runs inline (no CPU was free when it started) *offers* its
-queued tasks on a Unix socket in the budget's directory. A top-level worker
-whose batch is over keeps its token a moment for its next batch (see
-:meth:`.budget.Budget.keep`); when none came, rather than freeing the token,
-it *helps*: a thread of that worker connects to an offer and runs its queued
-tasks one at a time, with the token, until no offer has work left or its own
-process gets a batch again. The freed CPU is used at once by a process that
-is already warm, where a lane would first spend about half a second of CPU
-starting up.
+queued tasks on a Unix socket in the budget's directory. Workers of the
+top-level pool that have nothing to do *help*: they connect to an offer and
+run its queued tasks one at a time, each with a token, so a CPU is used at
+once by a process that is already warm, where a lane would first spend about
+half a second of CPU starting up. A worker helps
+
+- with the token it kept for a next batch that did not come (see
+  :meth:`.budget.Budget.keep`): a thread of the worker helps until no offer
+  has work left or its own process gets a batch again;
+- in a stand-by batch that the root sends it (see :mod:`.standby`).
 
 Nothing is lost: a task whose helper goes away before answering goes back to
 the head of its call's queue.
@@ -169,29 +171,40 @@ def _help(budget: Budget, token: Token) -> None:
     ran = 0
     try:
         while not budget.reclaim_wanted():  # until a pass over the offers finds no work
-            before = ran
-            for path in _offers(budget.ref.path):
-                try:
-                    conn = Client(path, family="AF_UNIX")
-                except OSError:  # the call is over
-                    continue
-                with conn:
-                    while not budget.reclaim_wanted():
-                        try:
-                            conn.send_bytes(b"?")
-                            task = conn.recv_bytes()
-                        except (OSError, EOFError):
-                            break
-                        if not task:
-                            break
-                        token = _run(task, token, conn)
-                        ran += 1
-            if ran == before:
+            token, done = help_once(budget, token, budget.reclaim_wanted)
+            ran += done
+            if not done:
                 break
     finally:
         if ran:
             logger.debug("helped with %d offered tasks", ran)
         budget.helper_done(token)
+
+
+def help_once(budget: Budget, token: Token, stop: Callable[[], bool]) -> tuple[Token, int]:
+    """One pass over the offers, running their tasks until ``stop()``.
+
+    Returns the token held at the end (a nested call may have swapped it)
+    and how many tasks ran.
+    """
+    ran = 0
+    for path in _offers(budget.ref.path):
+        try:
+            conn = Client(path, family="AF_UNIX")
+        except OSError:  # the call is over
+            continue
+        with conn:
+            while not stop():
+                try:
+                    conn.send_bytes(b"?")
+                    task = conn.recv_bytes()
+                except (OSError, EOFError):
+                    break
+                if not task:
+                    break
+                token = _run(task, token, conn)
+                ran += 1
+    return token, ran
 
 
 def _run(task: bytes, token: Token, conn: Connection) -> Token:

@@ -1,0 +1,192 @@
+"""Spare workers of the top-level pool stand by to help nested calls elsewhere in the tree.
+
+The root sends a worker of its pool that has nothing to do a *stand-by*
+batch: holding a token, the worker runs the tasks that nested calls elsewhere
+offer (see :mod:`.sharing`) until the top-level call is over. While it holds
+the token no CPU looks free, so those calls run inline and offer their tasks,
+which a warm worker takes at once, where a lane would first have to start.
+A worker is spare
+
+- from the start, when the outer loop has fewer batches than the pool has
+  workers (five folds on a 32-core box): its stand-by batch gets a token
+  handed off to it, as a first batch does, so that no nested call mistakes
+  the CPU for free meanwhile;
+- once its batch is done and the call has nothing more to dispatch: its
+  stand-by batch takes the token the worker kept for a next batch, without
+  waiting for the keep to run out.
+
+Stand-by batches never make a batch of the call wait (joblib dispatches one
+batch per batch done, to the worker that just freed up), but a top-level call
+from another thread shares the pool: its first batch recalls them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from . import budget as budget_mod
+from .budget import BudgetRef, TokenHeld
+from .sharing import help_once
+
+logger = logging.getLogger("nest_joblib")
+
+_PREFIX = "standby-"
+#: How often a standing-by worker looks for offers: short next to a task.
+_POLL = 0.005
+_ids = itertools.count()
+
+#: Marks of the calls with stand-by batches out, in this process -> their spares.
+_calls: dict[str, Spares] = {}
+_calls_lock = threading.Lock()
+
+
+class Spares:
+    """The root's side of one top-level call: its batches, and its stand-by batches.
+
+    ``submit`` sends a callable to the call's pool and returns its future.
+    """
+
+    def __init__(self, ref: BudgetRef, workers: int, submit: Callable[..., Any]) -> None:
+        self._ref = ref
+        self._budget = budget_mod.budget_for(ref)
+        self._workers = workers
+        self._submit = submit
+        self._lock = threading.Lock()
+        self._batches = 0  # sent and not done
+        self._standing = 0  # stand-by batches sent and not done
+        self._mark: str | None = None
+        self._parallel: Any = None
+
+    def batch_sent(self, job: Any) -> None:
+        _recall_others(self)
+        with self._lock:
+            self._batches += 1
+        job.add_done_callback(self._batch_done)
+
+    def _batch_done(self, _: Any) -> None:
+        # joblib's own callback ran first: it dispatched the next batch, if any.
+        with self._lock:
+            self._batches -= 1
+        parallel = self._parallel
+        if parallel is None or getattr(parallel, "_iterating", True):
+            return
+        if getattr(parallel, "_aborting", True):
+            return
+        self._send(handoff=False)
+
+    @contextlib.contextmanager
+    def standing_by(self, parallel: Any) -> Iterator[None]:
+        """While the call waits for its results."""
+        if self._budget.static:
+            yield
+            return
+        try:
+            mark = _make_mark(self._ref.path)
+        except OSError:  # the budget's directory is gone: shutting down
+            yield
+            return
+        with _calls_lock:
+            _calls[mark] = self
+        self._mark, self._parallel = mark, parallel
+        try:
+            self._send(handoff=True)
+            yield
+        finally:
+            self._parallel = None
+            self.recall()
+
+    def recall(self) -> None:
+        mark, self._mark = self._mark, None
+        if mark is None:
+            return
+        with _calls_lock:
+            _calls.pop(mark, None)
+        with contextlib.suppress(OSError):
+            os.unlink(mark)
+
+    def _send(self, handoff: bool) -> None:
+        """A stand-by batch for each worker with nothing to do."""
+        while True:
+            with self._lock:
+                mark = self._mark
+                if mark is None or self._batches + self._standing >= self._workers:
+                    return
+                self._standing += 1
+            slot = None
+            if handoff:
+                token = self._budget.try_acquire()
+                if token is None:
+                    self._stand_down()
+                    return
+                slot = self._budget.hand_off(token)
+            try:
+                job = self._submit(
+                    TokenHeld(
+                        functools.partial(stand_by, self._ref, mark), self._ref, slot, optional=True
+                    )
+                )
+            except BaseException:
+                if slot is not None:
+                    self._budget.cancel_handoff(slot)
+                self._stand_down()
+                return
+            if slot is not None:
+                self._budget.cancel_handoff_when_done(slot, job)
+            job.add_done_callback(self._stand_down)
+
+    def _stand_down(self, _: Any = None) -> None:
+        with self._lock:
+            self._standing -= 1
+
+
+def _recall_others(spares: Spares) -> None:
+    if _calls:
+        with _calls_lock:
+            others = [s for s in _calls.values() if s is not spares]
+        for other in others:
+            other.recall()
+
+
+def _make_mark(directory: str) -> str:
+    """The file whose presence keeps a call's stand-by batches going."""
+    path = os.path.join(directory, f"{_PREFIX}{os.getpid()}-{next(_ids)}")
+    with open(path, "x"):
+        pass
+    return path
+
+
+def stand_by(ref: BudgetRef, mark: str) -> int:
+    """A stand-by batch, in the worker: help with offered tasks until ``mark`` is gone.
+
+    It runs in the worker's main thread, as any batch, with the token its
+    batch holds, and returns how many offered tasks it ran. The root removes
+    ``mark`` when its call is over; should the root die first, the parent's
+    pid changes.
+    """
+    token = budget_mod.held()
+    if token is None:  # no token was handed off, none was kept, none is free
+        return 0
+    budget = budget_mod.budget_for(ref)
+    parent = os.getppid()
+
+    def over() -> bool:
+        return not os.path.exists(mark) or os.getppid() != parent
+
+    ran = 0
+    while not over():
+        token, done = help_once(budget, token, over)
+        ran += done
+        if not done:
+            time.sleep(_POLL)
+    budget_mod.set_held(token)  # for the batch to release
+    if ran:
+        logger.debug("stood by: helped with %d offered tasks", ran)
+    return ran
