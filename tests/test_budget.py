@@ -318,3 +318,41 @@ print(json.dumps(got))
         timeout=120,
     )
     assert out["a"] == [True]  # the second call's task ran while the first call's waited
+
+
+def test_a_handed_off_slot_is_kept_for_its_batch() -> None:
+    """Between the dispatcher letting go of a slot and its batch taking it, no one else can."""
+    out = run_json(
+        """
+import json, subprocess, sys, time
+from nest_joblib._private import budget
+
+ref = budget.root_budget(1)
+slot = budget.budget_for(ref).hand_off(budget.budget_for(ref).try_acquire())
+
+def other(code):
+    # Another process of the tree, with this budget.
+    return subprocess.Popen(
+        [sys.executable, "-c", "import sys, time, os, fcntl\\n"
+         "from nest_joblib._private import budget\\n"
+         f"b = budget.budget_for(budget.BudgetRef({ref.path!r}, 1))\\n" + code],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+# The batch asks for its slot (as take_handoff does), then waits before taking it.
+batch = other(
+    f"req = os.open(os.path.join(b.ref.path, 'req-{slot}'), os.O_RDWR | os.O_CREAT)\\n"
+    "fcntl.flock(req, fcntl.LOCK_EX)\\n"
+    "print('asked', flush=True); sys.stdin.readline()\\n"
+    f"print(b._try_slot({slot}) is not None, flush=True)\\n")
+assert batch.stdout.readline().strip() == "asked"
+time.sleep(0.5)  # the dispatcher has let go of the slot by now
+thief = other("print(b.try_acquire() is not None)")
+stolen = thief.communicate(timeout=60)[0].strip() == "True"
+batch.stdin.write("\\n"); batch.stdin.flush()
+taken = batch.communicate(timeout=60)[0].strip() == "True"
+print(json.dumps({"stolen": stolen, "taken": taken}))
+""",
+        env={"NEST_JOBLIB_CPUS": "1"},
+        timeout=120,
+    )
+    assert out == {"stolen": False, "taken": True}
