@@ -170,7 +170,14 @@ def calibrate(seconds: float) -> int:
 
 
 class Sampler(threading.Thread):
-    """Counts the live descendants of one process every ``period`` seconds; keeps the peak."""
+    """Counts the live descendants of one process every ``period`` seconds; keeps the peak.
+
+    A sample reads every process's ``/proc`` entry, about 1.3 ms of CPU here: 6% of a CPU
+    at 20 ms. At normal priority that time came out of the modes that keep every CPU busy,
+    and not out of plain joblib, which leaves one idle. The sampler thread runs at the
+    lowest priority (nice 19), so it mostly takes time that nobody else wants; the
+    processes it counts live for hundreds of milliseconds, so a late sample misses none.
+    """
 
     def __init__(self, pid: int, period: float) -> None:
         super().__init__(daemon=True)
@@ -193,6 +200,10 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         import psutil
 
+        try:  # Linux: a thread's own nice value
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):
+            pass
         try:
             root = psutil.Process(self.pid)
         except psutil.Error:
