@@ -356,3 +356,47 @@ print(json.dumps({"stolen": stolen, "taken": taken}))
         timeout=120,
     )
     assert out == {"stolen": False, "taken": True}
+
+
+def test_stand_by_batches_take_no_token_a_batch_may_wait_for() -> None:
+    """A call that has a batch without a token sends no stand-by batch; a recall frees tokens."""
+    out = run_json(
+        """
+import json
+from concurrent.futures import Future
+from nest_joblib._private import budget, standby
+
+ref = budget.root_budget(2)
+sent = []
+
+def submit(batch):
+    sent.append(batch)
+    return Future()  # never runs: the stand-by batch stays queued, its token handed off
+
+def free():
+    tokens = [t for t in iter(budget.budget_for(ref).try_acquire, None)]
+    for t in tokens:
+        t.release()
+    return len(tokens)
+
+class Call:
+    _iterating = False
+    _aborting = False
+
+found = {}
+for with_token in (False, True):
+    spares = standby.Spares(ref, 2, submit)
+    spares.batch_sent(Future(), with_token=with_token)
+    before = len(sent)
+    with spares.standing_by(Call()):
+        found[str(with_token)] = {"sent": len(sent) - before, "free": free()}
+    found[str(with_token)]["free after"] = free()
+print(json.dumps(found))
+""",
+        env={"NEST_JOBLIB_CPUS": "2"},
+    )
+    # A batch without a token may be waiting for one: no stand-by batch takes it.
+    assert out["False"] == {"sent": 0, "free": 2, "free after": 2}
+    # Otherwise a spare worker gets one, with a free token handed off; the end of
+    # the call gives back that token though its batch never ran.
+    assert out["True"] == {"sent": 1, "free": 1, "free after": 2}

@@ -478,8 +478,8 @@ class TokenHeld:
     ``handoff`` is the slot that the dispatching process holds for this batch
     until the batch asks for it (see :class:`Handoffs`). Without one, the
     batch takes the token its worker kept, or waits for a free one; an
-    ``optional`` batch does not wait, and runs without a token if none is
-    free.
+    ``optional`` batch takes only the token its worker kept, and runs
+    without one otherwise (a free token may be what another batch waits for).
     """
 
     __slots__ = ("func", "handoff", "keep", "optional", "ref")
@@ -520,7 +520,7 @@ class TokenHeld:
         elif kept is not None:
             token = kept
         else:
-            token = budget.try_acquire() if self.optional else budget.acquire()
+            token = None if self.optional else budget.acquire()
         set_held(token)
         try:
             return self.func()

@@ -148,7 +148,7 @@ class BudgetedLokyMixin:
                 budget.cancel_handoff_when_done(slot, job)
             spares: Spares | None = self.__dict__.get("_nest_spares")
             if spares is not None:
-                spares.batch_sent(job)
+                spares.batch_sent(job, with_token=slot is not None)
             return job
         future: Future[Any] = scheduler.submit(func)
         future.get = future.result  # type: ignore[attr-defined]  # joblib < 1.5

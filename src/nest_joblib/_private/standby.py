@@ -61,20 +61,24 @@ class Spares:
         self._submit = submit
         self._lock = threading.Lock()
         self._batches = 0  # sent and not done
+        self._tokenless = 0  # of those, sent without a token handed off
         self._standing = 0  # stand-by batches sent and not done
+        self._slots: set[int] = set()  # handed off to stand-by batches
         self._mark: str | None = None
         self._parallel: Any = None
 
-    def batch_sent(self, job: Any) -> None:
+    def batch_sent(self, job: Any, with_token: bool) -> None:
         _recall_others(self)
         with self._lock:
             self._batches += 1
-        job.add_done_callback(self._batch_done)
+            self._tokenless += not with_token
+        job.add_done_callback(functools.partial(self._batch_done, with_token))
 
-    def _batch_done(self, _: Any) -> None:
+    def _batch_done(self, with_token: bool, _: Any) -> None:
         # joblib's own callback ran first: it dispatched the next batch, if any.
         with self._lock:
             self._batches -= 1
+            self._tokenless -= not with_token
         parallel = self._parallel
         if parallel is None or getattr(parallel, "_iterating", True):
             return
@@ -104,20 +108,35 @@ class Spares:
             self.recall()
 
     def recall(self) -> None:
-        mark, self._mark = self._mark, None
+        """End the stand-by batches: running ones stop, queued ones give their token back."""
+        with self._lock:
+            mark, self._mark = self._mark, None
+            slots, self._slots = self._slots, set()
         if mark is None:
             return
         with _calls_lock:
             _calls.pop(mark, None)
         with contextlib.suppress(OSError):
             os.unlink(mark)
+        for slot in slots:  # no effect on a token its batch has taken
+            self._budget.cancel_handoff(slot)
 
     def _send(self, handoff: bool) -> None:
-        """A stand-by batch for each worker with nothing to do."""
+        """A stand-by batch for each worker with nothing to do.
+
+        With ``handoff``, each takes a free token, handed off to it; only
+        when every batch of the call has a token: a batch that waits for one
+        in its worker must not find it taken by a stand-by batch, which
+        would keep it until the call is over. Without, a stand-by batch
+        takes nothing but the token its worker kept (see ``optional`` in
+        :class:`.budget.TokenHeld`).
+        """
         while True:
             with self._lock:
                 mark = self._mark
                 if mark is None or self._batches + self._standing >= self._workers:
+                    return
+                if handoff and self._tokenless:
                     return
                 self._standing += 1
             slot = None
@@ -127,6 +146,8 @@ class Spares:
                     self._stand_down()
                     return
                 slot = self._budget.hand_off(token)
+                with self._lock:
+                    self._slots.add(slot)
             try:
                 job = self._submit(
                     TokenHeld(
@@ -136,15 +157,16 @@ class Spares:
             except BaseException:
                 if slot is not None:
                     self._budget.cancel_handoff(slot)
-                self._stand_down()
+                self._stand_down(slot)
                 return
             if slot is not None:
                 self._budget.cancel_handoff_when_done(slot, job)
-            job.add_done_callback(self._stand_down)
+            job.add_done_callback(functools.partial(self._stand_down, slot))
 
-    def _stand_down(self, _: Any = None) -> None:
+    def _stand_down(self, slot: int | None = None, _: Any = None) -> None:
         with self._lock:
             self._standing -= 1
+            self._slots.discard(slot)
 
 
 def _recall_others(spares: Spares) -> None:
