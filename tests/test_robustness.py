@@ -723,7 +723,11 @@ def _three_levels(
         env={"CASE_MODE": mode, **(env or {})},
         timeout=timeout,
     )
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    # The JSON line, not the last line: a worker that was starting when its parent died
+    # prints loky's "failed with traceback" banner to the same stdout.
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, proc.stdout
+    result: dict[str, Any] = json.loads(lines[-1])
     return result
 
 
