@@ -115,16 +115,7 @@ class Budget:
 
     def _reserved(self, slot: int) -> bool:
         """Whether a dispatcher reserves ``slot`` for the batch it handed off."""
-        fd = self._probes.get(slot)
-        if fd is None:
-            path = os.path.join(self.ref.path, f"res-{slot}")
-            fd = self._probes[slot] = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
+        return _locked(self._probes, os.path.join(self.ref.path, f"res-{slot}"), slot)
 
     def acquire(self) -> Token | None:
         """Wait for a free token (``None`` only from the static stand-in)."""
@@ -362,16 +353,8 @@ class Handoffs:
             os.close(fd)  # drops the lock
 
     def _requested(self, slot: int) -> bool:
-        fd = self._reqs.get(slot)
-        if fd is None:
-            path = os.path.join(self._budget.ref.path, f"req-{slot}")
-            fd = self._reqs[slot] = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True  # the worker holds the request lock
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
+        """Whether the worker holds the request lock of ``slot``."""
+        return _locked(self._reqs, os.path.join(self._budget.ref.path, f"req-{slot}"), slot)
 
     def _watch(self) -> None:
         while True:
@@ -397,6 +380,19 @@ class Handoffs:
     def forget(self) -> None:
         """In a forked child: the parent's reservations are not ours to keep."""
         _close_all([*self._reserved.values(), *self._reqs.values()])
+
+
+def _locked(fds: dict[int, int], path: str, slot: int) -> bool:
+    """Whether another open file holds a lock on ``path`` (its fd cached in ``fds``)."""
+    fd = fds.get(slot)
+    if fd is None:
+        fd = fds[slot] = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
 
 
 def _close_all(fds: list[int]) -> None:
