@@ -320,6 +320,43 @@ print(json.dumps(got))
     assert out["a"] == [True]  # the second call's task ran while the first call's waited
 
 
+def test_the_caller_of_a_nested_call_wakes_when_a_task_completes() -> None:
+    """joblib polls for results every 10 ms: a completion ends the caller's wait at once."""
+    out = run_json(
+        BUSY
+        + """
+import threading
+import joblib.parallel
+from nest_joblib._private.wakeup import Clock
+
+def outer(_):
+    counts = {"sleeps": 0, "cut_short": 0}
+    caller = threading.get_ident()
+
+    class Counting(Clock):
+        def sleep(self, seconds):
+            start = time.perf_counter()
+            super().sleep(seconds)
+            if threading.get_ident() == caller:
+                counts["sleeps"] += 1
+                # time.sleep never returns early: only news from the call does.
+                counts["cut_short"] += time.perf_counter() - start < seconds
+
+    joblib.parallel.time = Counting()
+    leaves = Parallel(n_jobs=2)(delayed(leaf)(i) for i in range(4))
+    return {"leaves": len(leaves), **counts}
+
+print(json.dumps(Parallel(n_jobs=2)(delayed(outer)(i) for i in range(2))))
+""",
+        env={"NEST_JOBLIB_CPUS": "2"},
+        timeout=120,
+    )
+    for call in out:  # both workers busy: each nested call ran inline, its caller polling
+        assert call["leaves"] == 4
+        assert call["sleeps"] > 0
+        assert call["cut_short"] > 0
+
+
 def test_a_handed_off_slot_is_kept_for_its_batch() -> None:
     """Between the dispatcher letting go of a slot and its batch taking it, no one else can."""
     out = run_json(

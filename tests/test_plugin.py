@@ -90,12 +90,15 @@ import sys, joblib.parallel
 root = {"here": where(), "below": Parallel(n_jobs=2)(delayed(level)([2]) for _ in range(1))}
 finders = [type(f).__name__ for f in sys.meta_path]
 nested = [n for n in joblib.parallel.BACKENDS if n.startswith("nested-")]
+import time
 print(json.dumps({"tree": root, "finders": finders, "nested": nested,
-                  "default": joblib.parallel.DEFAULT_BACKEND}))
+                  "default": joblib.parallel.DEFAULT_BACKEND,
+                  "clock": joblib.parallel.time is time}))
 """,
         env={"NEST_JOBLIB": "0"},
     )
     assert "JoblibFinder" not in tree["finders"]
+    assert tree["clock"]  # joblib's own time module
     assert tree["nested"] == []
     assert tree["default"] == "loky"
     leaves = _leaves(tree["tree"])

@@ -25,6 +25,7 @@ from joblib._parallel_backends import FallbackToBackend, LokyBackend, Sequential
 from joblib.parallel import cpu_count
 
 from . import budget as budget_mod
+from . import wakeup
 from .budget import BudgetRef, TokenHeld
 from .scheduler import Scheduler
 from .standby import Spares
@@ -186,7 +187,8 @@ class BudgetedLokyMixin:
         else:
             token.release()
         try:
-            yield
+            with wakeup.waking(scheduler.news if scheduler is not None else None):
+                yield
         finally:
             if scheduler is not None:
                 back = scheduler.take_back()

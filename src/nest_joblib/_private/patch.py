@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from nest_joblib._hook import warn
 
-from . import engines, variants
+from . import engines, variants, wakeup
 from .state import settings, state
 
 logger = logging.getLogger("nest_joblib")
@@ -100,6 +100,7 @@ def patch(
         module.register_parallel_backend = register
         if rebind:
             joblib.register_parallel_backend = register  # type: ignore[union-attr]
+        wakeup.install(module)
     except BaseException:
         _restore(module, joblib if rebind else None, original, *saved)
         raise
@@ -144,6 +145,7 @@ def _restore(
     module.register_parallel_backend = register
     if joblib is not None:
         joblib.register_parallel_backend = register
+    wakeup.uninstall(module)
 
 
 def _set_default(module: Any) -> None:

@@ -167,6 +167,8 @@ class Scheduler:
         self._remote_max = n_jobs - 1 if self.inline else n_jobs
         self._queue: collections.deque[_Item] = collections.deque()
         self._cond = threading.Condition()
+        #: Set when a task completes: ends the caller's poll (see .wakeup).
+        self.news = threading.Event()
         self._closed = False
         self._lent: Token | None = None
         self._remote_running = 0
@@ -288,6 +290,7 @@ class Scheduler:
                 token = budget_mod.held()  # a nested call may have swapped it
                 budget_mod.set_held(None)
                 self._observe(time.perf_counter() - began)
+            self.news.set()
             with self._cond:
                 self._inline_busy = False
                 if token is not None and not self._queue:
@@ -436,6 +439,7 @@ class Scheduler:
             else:
                 item.future.set_exception(value)
         self._remote_done_count()
+        self.news.set()
 
     def _offer_lost(self, item: _Item, local: bool) -> None:
         """Back to the head of the queue, for the inline runner or a lane."""
@@ -459,3 +463,4 @@ class Scheduler:
             item.future.set_exception(exc)
         else:
             item.future.set_result(done.result())
+        self.news.set()
