@@ -8,8 +8,11 @@ Every run is a fresh interpreter (``sys.executable``) with one of three environm
 - ``naive``: ``NEST_JOBLIB_CPUS=off``, a fresh loky pool at every level, no budget;
 - ``budget``: the default, one CPU budget for the whole process tree.
 
-The modes are interleaved (their order rotates from one repetition to the next) so that a
-noisy neighbour hurts them alike. For each shape and mode the table gives the median of the
+One shape at a time, its modes are interleaved so that a noisy neighbour hurts them alike:
+their order rotates from one repetition to the next, and turns round after three, so that
+in six repetitions each mode runs as often right after each other mode (a rotation alone
+keeps the cycle plain, naive, budget: budget would always run right after naive, which on
+deep starts 85 processes). For each shape and mode the table gives the median of the
 wall time measured inside the child around the outer ``Parallel`` call, its ratio to plain's
 median, the median wall time of the whole child process (start-up and shut-down included),
 the peak number of worker processes alive (descendants of the child, sampled every
@@ -341,7 +344,9 @@ def print_table(
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=3, help="runs per shape and mode")
+    parser.add_argument(
+        "--repeat", type=int, default=6, help="runs per shape and mode (6: every order once)"
+    )
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated shapes")
     parser.add_argument(
         "--leaf-seconds", type=float, default=0.5, help="CPU time of one leaf (deep: a tenth)"
@@ -385,9 +390,11 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {
         (shape, mode): [] for shape in args.shapes for mode in MODES
     }
-    for rep in range(args.repeat):
-        order = MODES[rep % len(MODES) :] + MODES[: rep % len(MODES)]
-        for shape in args.shapes:
+    for shape in args.shapes:
+        for rep in range(args.repeat):
+            order = list(MODES[rep % len(MODES) :] + MODES[: rep % len(MODES)])
+            if (rep // len(MODES)) % 2:
+                order.reverse()
             for mode in order:
                 r = run_once(
                     shape, mode, loops, args.sample_ms / 1000, args.timeout, args.debug_log
