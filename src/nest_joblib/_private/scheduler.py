@@ -167,7 +167,8 @@ class Scheduler:
         self._remote_max = n_jobs - 1 if self.inline else n_jobs
         self._queue: collections.deque[_Item] = collections.deque()
         self._cond = threading.Condition()
-        #: Set when a task completes: ends the caller's poll (see .wakeup).
+        #: Set when a task completes, ending the caller's poll (see .wakeup);
+        #: set after the future is, so joblib's callback has counted the result.
         self.news = threading.Event()
         self._closed = False
         self._lent: Token | None = None
