@@ -23,8 +23,9 @@ if TYPE_CHECKING:  # pragma: no cover - typing is too expensive at start-up
 # to catch a joblib.parallel that another finder supplied before ours.
 TARGET = "joblib.parallel"
 PACKAGE = "joblib"
-# Accepted values of NEST_JOBLIB (and of every on/off variable), case and
-# surrounding blanks ignored.
+# Accepted values of NEST_JOBLIB, case and surrounding blanks ignored: a copy
+# of nest_joblib._switch's (a test keeps them equal), so that a good value
+# costs no import here. That module words the warning about a bad one.
 ON = ("1", "true", "on", "yes")
 OFF = ("0", "false", "off", "no")
 
@@ -67,7 +68,7 @@ class JoblibFinder:
                     "Set NEST_JOBLIB=0 to turn the plugin off."
                 )
             return spec  # type: ignore[no-any-return]
-        return _hook.wrap(fullname, spec)
+        return _hook.wrap(spec, fullname == PACKAGE)
 
 
 # Names being looked up behind our finder.
@@ -106,13 +107,19 @@ def install() -> None:
         switch = "1" if raw is None else raw.strip().lower()
         if switch in OFF:
             return
-        if switch in ON and TARGET not in sys.modules:  # the usual case
-            if installed_finder() is None:
-                sys.meta_path.insert(0, JoblibFinder())
-            return
-        # A value to warn about, or joblib imported before this ran.
-        from nest_joblib._hook import install_late
+        if switch not in ON:
+            from nest_joblib._switch import parse_switch
+            from nest_joblib._warnings import warn
 
-        install_late(raw, JoblibFinder)
+            problem = parse_switch("NEST_JOBLIB", raw, True)[1]
+            warn(f"{problem}; nest-joblib stays off")
+            return
+        if installed_finder() is None:
+            sys.meta_path.insert(0, JoblibFinder())
+        parallel = sys.modules.get(TARGET)
+        if parallel is not None:  # joblib came first: patch at once
+            from nest_joblib._hook import patch_module
+
+            patch_module(parallel)
     except Exception as exc:  # start-up must never fail because of us
         _say(f"start-up hook failed ({exc!r}); joblib runs unpatched")

@@ -1,6 +1,7 @@
 """Nested calls on real engines: a dask.distributed cluster, a local Ray, scikit-learn.
 
-Each case starts its engine on loopback inside a fresh interpreter. These need
+Each case starts its engine on loopback inside a fresh interpreter (the
+programs are ``tests/children/engines_*.py``). These need
 the ``engines`` tox environment (dask[distributed], ray, scikit-learn); the
 start-up and bad-value cases run everywhere.
 """
@@ -11,7 +12,7 @@ import importlib.util
 
 import pytest
 
-from conftest import run_json, run_python
+from conftest import run_child, run_child_json, run_json, run_python
 
 
 def _installed(*modules: str) -> bool:
@@ -23,45 +24,12 @@ needs_dask = pytest.mark.skipif(not _installed("distributed"), reason="needs das
 needs_ray = pytest.mark.skipif(not _installed("ray"), reason="needs ray")
 needs_sklearn = pytest.mark.skipif(not _installed("sklearn"), reason="needs scikit-learn")
 
-TREE = """
-import json, logging, os, sys, time
-from joblib import Parallel, delayed, parallel_config
-from joblib.parallel import get_active_backend
-
-def where(caller, leaf):
-    backend, _ = get_active_backend()
-    return [os.getpid(), type(backend).__name__, backend.nesting_level, leaf, caller]
-
-def node(depth, caller):
-    if depth == 0:
-        time.sleep(0.05)
-        return [where(caller, True)]
-    below = Parallel(n_jobs=-1)(delayed(node)(depth - 1, os.getpid()) for _ in range(2))
-    return [where(caller, False)] + [row for rows in below for row in rows]
-"""
-
 
 @engines
 @needs_dask
 @pytest.mark.parametrize("depth", [2, 3])
 def test_nested_dask_runs_on_the_cluster(depth: int) -> None:
-    out = run_json(
-        TREE
-        + f"""
-import distributed
-if __name__ == "__main__":
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, host="127.0.0.1",
-                                  silence_logs=logging.ERROR) as cluster, \\
-         distributed.Client(cluster) as client:
-        workers = sorted(client.run(os.getpid).values())
-        with parallel_config(backend="nested-dask"):
-            rows = Parallel(n_jobs=-1)(delayed(node)({depth} - 1, 0) for _ in range(2))
-    print(json.dumps({{"workers": workers, "rows": [r for rs in rows for r in rs],
-                      "main": os.getpid()}}))
-""",
-        timeout=180,
-    )
+    out = run_child_json("engines_tree", "dask", str(depth), timeout=180)
     rows = out["rows"]
     assert {row[0] for row in rows} <= set(out["workers"])
     assert len({row[0] for row in rows}) == 2  # both workers took part
@@ -75,25 +43,8 @@ if __name__ == "__main__":
 @needs_ray
 @pytest.mark.parametrize("depth", [2, 3])
 def test_nested_ray_without_registration(depth: int) -> None:
-    out = run_json(
-        TREE
-        + f"""
-import ray
-logging.getLogger("ray.util.multiprocessing.pool").setLevel(logging.ERROR)
-# Pool actors take no CPU, so a Ray "cluster" wider than this machine is fine.
-ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
-         logging_level=logging.ERROR)
-try:
-    with parallel_config(backend="nested-ray"):
-        rows = Parallel(n_jobs=2)(delayed(node)({depth} - 1, 0) for _ in range(2))
-    actors = len(ray._private.state.actors())
-finally:
-    ray.shutdown()
-print(json.dumps({{"rows": [r for rs in rows for r in rs], "main": os.getpid(),
-                  "actors": actors}}))
-""",
-        env={"NEST_JOBLIB_BACKENDS": "ray"},
-        timeout=240,
+    out = run_child_json(
+        "engines_tree", "ray", str(depth), env={"NEST_JOBLIB_BACKENDS": "ray"}, timeout=240
     )
     rows = out["rows"]
     assert out["main"] not in {row[0] for row in rows}  # all in Ray worker processes
@@ -112,31 +63,15 @@ print(json.dumps({{"rows": [r for rs in rows for r in rs], "main": os.getpid(),
 @engines
 @needs_sklearn
 def test_scikit_learn_nested_cross_validation_unchanged() -> None:
-    code = """
-import json, os
-import numpy as np
-from sklearn.datasets import make_classification
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, cross_val_score
-
-class Recording(LogisticRegression):
-    def fit(self, X, y, **kw):
-        with open(os.environ["FITS"], "a") as f:
-            f.write(f"{os.getpid()} {os.getppid()}\\n")
-        return super().fit(X, y, **kw)
-
-X, y = make_classification(n_samples=120, n_features=8, random_state=0)
-search = GridSearchCV(Recording(max_iter=200), {"C": [0.1, 1, 10]}, cv=3, n_jobs=-1)
-scores = cross_val_score(search, X, y, cv=2, n_jobs=2)
-print(json.dumps({"scores": scores.tolist(), "main": os.getpid()}))
-"""
     import tempfile
 
     results = {}
     # A budget of 4 CPUs leaves room below the two folds on this 2-core machine.
     for mode, extra in (("plain", {"NEST_JOBLIB": "0"}), ("nested", {"NEST_JOBLIB_CPUS": "4"})):
         with tempfile.NamedTemporaryFile("r", suffix=".fits") as fits:
-            out = run_json(code, env={**extra, "FITS": fits.name}, timeout=240)
+            out = run_child_json(
+                "engines_sklearn_cv", env={**extra, "FITS": fits.name}, timeout=240
+            )
             out["fits"] = [tuple(map(int, line.split())) for line in fits.read().splitlines()]
         results[mode] = out
     assert results["nested"]["scores"] == results["plain"]["scores"]
@@ -157,31 +92,7 @@ print(json.dumps({"scores": scores.tolist(), "main": os.getpid()}))
 @engines
 @needs_sklearn
 def test_scikit_learn_forest_still_gets_threads() -> None:
-    out = run_json(
-        """
-import json, os, threading
-from joblib import Parallel, delayed
-from sklearn.datasets import make_classification
-from sklearn.ensemble import RandomForestClassifier
-import sklearn.ensemble._forest as forest
-
-seen = []
-build = forest._parallel_build_trees
-
-def recording_build(*args, **kwargs):
-    seen.append((os.getpid(), threading.get_ident()))
-    return build(*args, **kwargs)
-
-def task(seed):
-    forest._parallel_build_trees = recording_build
-    X, y = make_classification(n_samples=80, random_state=seed)
-    RandomForestClassifier(n_estimators=8, n_jobs=2, random_state=seed).fit(X, y)
-    return os.getpid(), threading.get_ident(), seen
-
-print(json.dumps(Parallel(n_jobs=2)(delayed(task)(s) for s in range(2))))
-""",
-        timeout=180,
-    )
+    out = run_child_json("engines_forest", timeout=180)
     for pid, ident, seen in out:
         assert {tree_pid for tree_pid, _ in seen} == {pid}  # threads, in the worker
         assert any(tree_ident != ident for _, tree_ident in seen)
@@ -233,16 +144,6 @@ print(json.dumps(sorted(n for n in joblib.parallel.BACKENDS
 
 @pytest.mark.skipif(_installed("ray"), reason="ray is installed here")
 def test_missing_engine_says_what_to_install() -> None:
-    proc = run_python(
-        """
-from joblib import Parallel, delayed, parallel_config
-try:
-    with parallel_config(backend="nested-ray"):
-        Parallel(n_jobs=2)(delayed(abs)(i) for i in range(2))
-except ImportError as exc:
-    print(type(exc).__name__, exc)
-""",
-        env={"NEST_JOBLIB_BACKENDS": "ray"},
-    )
+    proc = run_child("engines_missing", env={"NEST_JOBLIB_BACKENDS": "ray"})
     assert "EngineMissing" in proc.stdout
     assert "pip install 'nest-joblib[ray]'" in proc.stdout

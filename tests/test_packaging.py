@@ -11,10 +11,11 @@ import sys
 import sysconfig
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from conftest import clean_env
+from conftest import child_command, child_env, clean_env, last_json
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_FILES = ("nest_joblib.pth", "nest_joblib.start")
@@ -25,26 +26,14 @@ pytestmark = [
     pytest.mark.timeout(600),
 ]
 
-NESTED = """
-import json, os, tempfile, time
-from joblib import Parallel, delayed
-def leaf(barrier):
-    # Both leaves wait (30 s at most) until both compute: at once, so in two processes.
-    open(os.path.join(barrier, f"{os.getpid()}-{time.monotonic_ns()}"), "w").close()
-    deadline = time.monotonic() + 30
-    while len(os.listdir(barrier)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return os.getpid()
-def task(i):
-    barrier = tempfile.mkdtemp()
-    return os.getpid(), Parallel(n_jobs=2)(delayed(leaf)(barrier) for j in range(2))
-print(json.dumps(Parallel(n_jobs=2)(delayed(task)(i) for i in range(1))))
-"""
 
-
-def run(*cmd: str | Path, cwd: Path | None = None) -> str:
+def run(*cmd: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
     proc = subprocess.run(
-        [str(c) for c in cmd], env=clean_env(), cwd=cwd, capture_output=True, text=True
+        [str(c) for c in cmd],
+        env=clean_env() if env is None else env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, f"{cmd}\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
@@ -71,6 +60,11 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return python
 
 
+def nested_pair(python: Path) -> Any:
+    """Run ``tests/children/nested_pair.py`` with ``python``: [[task pid, leaf pids]]."""
+    return last_json(run(*child_command("nested_pair", python=python), env=child_env()))
+
+
 def site_packages(python: Path) -> Path:
     return Path(run(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").strip())
 
@@ -94,8 +88,7 @@ def test_install_runs_uninstall_removes(dist: dict[str, Path], venv: Path) -> No
     run(venv, "-m", "pip", "install", "--quiet", "--no-deps", dist["wheel"])
     for name in STARTUP_FILES:
         assert (site / name).is_file()
-    pids = run(venv, "-c", NESTED)
-    ((task_pid, leaf_pids),) = __import__("json").loads(pids)
+    ((task_pid, leaf_pids),) = nested_pair(venv)
     # No code change, and the nested level computed in two processes at once.
     assert len(set(leaf_pids)) == 2
     assert set(leaf_pids) - {task_pid}
@@ -111,7 +104,7 @@ def test_editable_install_runs_it(venv: Path) -> None:
         assert (site / "nest_joblib.pth").is_file()
         out = run(venv, "-c", "import nest_joblib; print(nest_joblib.is_active())")
         assert out.strip() == "True"
-        ((task_pid, leaf_pids),) = __import__("json").loads(run(venv, "-c", NESTED))
+        ((task_pid, leaf_pids),) = nested_pair(venv)
         assert len(set(leaf_pids)) == 2
         assert set(leaf_pids) - {task_pid}
     finally:

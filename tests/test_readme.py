@@ -53,3 +53,10 @@ def test_the_readme_demo_command_runs() -> None:
     assert "plain joblib" in proc.stdout
     assert "nest-joblib" in proc.stdout
     assert "speed-up" in proc.stdout
+
+
+def test_ci_requires_every_python_that_a_local_run_may_skip() -> None:
+    tox = (ROOT / "tox.ini").read_text()
+    assert "skip_missing_interpreters = {env:TOX_SKIP_MISSING_INTERPRETERS:true}" in tox
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert "export TOX_SKIP_MISSING_INTERPRETERS=false" in ci

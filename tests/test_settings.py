@@ -2,7 +2,8 @@
 
 ``Settings.from_env`` is pure, so it is tested in-process under hypothesis.
 What a user sees (the warning at start-up, the exit status, whether the
-finder is installed) is tested in a fresh interpreter per value.
+finder is installed) is tested in a fresh interpreter per value
+(``tests/children/settings_report.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import run_python
+from conftest import run_child, run_python
 from nest_joblib._private.settings import ENGINES, Settings
 
 VARIABLES = ("NEST_JOBLIB", "NEST_JOBLIB_BACKENDS", "NEST_JOBLIB_CPUS", "NEST_JOBLIB_DEBUG")
@@ -149,18 +150,6 @@ def test_examples(env: dict[str, str], field: str, expected: object) -> None:
 
 # -- what a user sees, in a fresh interpreter ----------------------------------
 
-_REPORT = """
-    import json, sys
-    import _nest_joblib_startup as s
-    finder = s.installed_finder() is not None
-    import joblib.parallel
-    print(json.dumps({
-        "finder": finder,
-        "default": joblib.parallel.DEFAULT_BACKEND,
-        "nested": sorted(b for b in joblib.parallel.BACKENDS if b.startswith("nested-")),
-    }))
-"""
-
 
 def _warning_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "NestJoblibWarning" in line]
@@ -171,7 +160,7 @@ def _warning_lines(stderr: str) -> list[str]:
     "value", ["", "   ", "\t", "2", "-1", "yes please", "enable", "o n", "1.0", "true!", "ja"]
 )
 def test_bad_switch_warns_and_stays_off(value: str) -> None:
-    proc = run_python(_REPORT, env={"NEST_JOBLIB": value}, timeout=50)
+    proc = run_child("settings_report", env={"NEST_JOBLIB": value}, timeout=50)
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     lines = _warning_lines(proc.stderr)
     assert len(lines) == 1, proc.stderr  # one line, though a venv runs the .pth twice
@@ -211,7 +200,7 @@ def test_bad_switch_warns_exactly_one_line() -> None:
 )
 def test_good_switch(value: str | None, enabled: bool) -> None:
     env = {} if value is None else {"NEST_JOBLIB": value}
-    proc = run_python(_REPORT, env=env, timeout=50)
+    proc = run_child("settings_report", env=env, timeout=50)
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert proc.stderr == ""
     assert report["finder"] is enabled
@@ -233,7 +222,7 @@ def test_good_switch(value: str | None, enabled: bool) -> None:
     ],
 )
 def test_other_bad_values_warn_once_and_patch(name: str, value: str, accepted: str) -> None:
-    proc = run_python(_REPORT, env={name: value}, timeout=50)
+    proc = run_child("settings_report", env={name: value}, timeout=50)
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     lines = _warning_lines(proc.stderr)
     assert len(lines) == 1, proc.stderr

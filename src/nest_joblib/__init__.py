@@ -8,8 +8,8 @@ Importing it does not import joblib.
 
 from __future__ import annotations
 
-from ._hook import NestJoblibWarning
 from ._version import __version__
+from ._warnings import NestJoblibWarning
 
 __all__ = ["NestJoblibWarning", "__version__", "apply", "is_active", "nested_backends"]
 
@@ -38,11 +38,11 @@ def is_active() -> bool:
     """Whether joblib is patched, or will be as soon as it is imported."""
     import sys
 
-    from _nest_joblib_startup import installed_finder
-
     parallel = sys.modules.get("joblib.parallel")
     if parallel is None:
-        return installed_finder() is not None
+        # Not imported from here: the start-up module imports this package.
+        startup = sys.modules.get("_nest_joblib_startup")
+        return startup is not None and startup.installed_finder() is not None
     from ._private.patch import is_patched
 
     return is_patched(parallel)

@@ -4,7 +4,8 @@
 ``joblib`` or ``joblib.parallel``, so that start-up pays for none of it.
 Standard library only, and it must not import joblib: it runs in the middle of
 joblib's import. It sits outside ``nest_joblib._private``, whose ``__init__``
-imports joblib.
+imports joblib, and takes nothing from the start-up module: the finder hands
+it what it needs.
 """
 
 from __future__ import annotations
@@ -12,62 +13,14 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from _nest_joblib_startup import OFF, ON, PACKAGE, TARGET, installed_finder
+from ._warnings import warn
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
     from importlib.machinery import ModuleSpec
     from types import ModuleType
 
-__all__ = [
-    "NestJoblibWarning",
-    "accepted",
-    "install_late",
-    "parse_switch",
-    "patch_module",
-    "warn",
-    "wrap",
-]
-
-
-class NestJoblibWarning(RuntimeWarning):
-    """Category of every warning nest-joblib emits (bad settings, failed patch)."""
-
-
-def warn(message: str) -> None:
-    """Emit one warning line that names nest-joblib and can be filtered.
-
-    ``warn_explicit`` with a file name that does not exist prints exactly one
-    line (no source line is looked up), at any call depth.
-    """
-    import warnings
-
-    try:
-        warnings.warn_explicit(message, NestJoblibWarning, "nest-joblib", 0, module="nest_joblib")
-    except Exception:  # -W error: a warning must not break start-up or import joblib
-        try:
-            sys.stderr.write(f"nest-joblib: {message}\n")
-        except Exception:
-            pass
-
-
-def accepted(values: Sequence[str]) -> str:
-    return ", ".join(values)
-
-
-def parse_switch(name: str, raw: str | None, default: bool) -> tuple[bool, str | None]:
-    """Parse an on/off variable; return (value, problem or None)."""
-    if raw is None:
-        return default, None
-    value = raw.strip().lower()
-    if value in ON:
-        return True, None
-    if value in OFF:
-        return False, None
-    return False, (
-        f"{name}={raw!r} is not recognised; accepted values are "
-        f"{accepted(ON)} (on) or {accepted(OFF)} (off)"
-    )
+__all__ = ["patch_module", "wrap"]
 
 
 class _PatchingLoader:
@@ -99,15 +52,18 @@ class _PatchingLoader:
         self._hook(module)
 
 
-def wrap(fullname: str, spec: ModuleSpec) -> ModuleSpec:
-    """Wrap the loader of ``joblib``/``joblib.parallel`` to patch once its body ran."""
+def wrap(spec: ModuleSpec, is_package: bool) -> ModuleSpec:
+    """Wrap the loader of ``joblib`` (``is_package``) or ``joblib.parallel``.
+
+    The patch then runs once the module's body has run.
+    """
     if spec.loader is None or not hasattr(spec.loader, "exec_module"):
         # joblib.parallel is then patched after joblib/__init__ has run
         # (by the hook on joblib), unless joblib itself cannot be wrapped.
-        if fullname == PACKAGE:
-            warn(f"cannot wrap the loader of {PACKAGE} ({spec.loader!r}); joblib runs unpatched")
+        if is_package:
+            warn(f"cannot wrap the loader of {spec.name} ({spec.loader!r}); joblib runs unpatched")
         return spec
-    hook = patch_module if fullname == TARGET else _check_package
+    hook = _check_package if is_package else patch_module
     spec.loader = _PatchingLoader(spec.loader, hook)  # type: ignore[assignment]
     return spec
 
@@ -132,20 +88,6 @@ def patch_module(module: ModuleType) -> None:
 
 def _check_package(module: ModuleType) -> None:
     """Hook run after ``joblib/__init__``: patch now if the finder was bypassed."""
-    parallel = sys.modules.get(TARGET)
+    parallel = sys.modules.get(module.__name__ + ".parallel")
     if parallel is not None and _TRIED not in parallel.__dict__:
-        patch_module(parallel)
-
-
-def install_late(raw: str | None, finder_class: Callable[[], object]) -> None:
-    """``install()`` when ``NEST_JOBLIB`` needs a warning or joblib came first."""
-    enabled, problem = parse_switch("NEST_JOBLIB", raw, True)
-    if problem:
-        warn(problem + "; nest-joblib stays off")
-    if not enabled:
-        return
-    if installed_finder() is None:
-        sys.meta_path.insert(0, finder_class())  # type: ignore[arg-type]
-    parallel = sys.modules.get(TARGET)
-    if parallel is not None:  # joblib came first: patch at once
         patch_module(parallel)

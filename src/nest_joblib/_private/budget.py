@@ -4,7 +4,10 @@ Like the GNU make jobserver, but crash-safe: each token is a slot file in a
 directory that the root process creates, held with ``fcntl.flock``. The
 kernel drops the lock when its holder dies, so a killed worker never shrinks
 the pool. A batch of tasks holds one token while it computes and lends it out
-while it waits for a nested ``Parallel`` (see :mod:`.budgeted`).
+while it waits for a nested ``Parallel`` (see :mod:`.nested`).
+
+This is the bottom layer of the budget: slots, tokens and hand-offs. What a
+worker does with its token between batches is :mod:`.keep`'s policy.
 
 Where ``fcntl`` is missing (Windows), :class:`StaticBudget` stands in: it
 never has a free token, so nested calls run in their caller, as plain joblib
@@ -21,7 +24,8 @@ import shutil
 import tempfile
 import threading
 import time
-from typing import Any, Callable, NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 try:
     import fcntl
@@ -35,11 +39,17 @@ _POLL_MAX = 0.02
 _HANDOFF_POLL = 0.002
 #: How long a worker waits for the slot held for it before taking any other.
 _HANDOFF_GRACE = 0.05
-#: How long a worker keeps a finished batch's token for its next batch.
-_KEEP = 0.05
 #: How long a worker that got another slot keeps asking for the one held for it
 #: (until the dispatcher lets go of it, or someone else took it meanwhile).
 _WITHDRAW_WAIT = 2.0
+
+
+def backoff(first: float = _POLL_MIN, most: float = _POLL_MAX) -> Iterator[float]:
+    """Delays between two looks at something another process changes: doubling, capped."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * 2, most)
 
 
 class BudgetRef(NamedTuple):
@@ -52,14 +62,15 @@ class BudgetRef(NamedTuple):
 class Token:
     """One held slot; :meth:`release` gives it back (once)."""
 
-    __slots__ = ("_budget", "slot")
+    __slots__ = ("budget", "slot")
 
     def __init__(self, budget: Budget, slot: int) -> None:
-        self._budget = budget
+        #: The budget it belongs to; ``None`` once released.
+        self.budget: Budget | None = budget
         self.slot = slot
 
     def release(self) -> None:
-        budget, self._budget = self._budget, None  # type: ignore[assignment]
+        budget, self.budget = self.budget, None
         if budget is not None:
             budget._release(self.slot)
 
@@ -79,14 +90,6 @@ class Budget:
         # itself keep two of its threads off the same slot.
         self._held: set[int] = set()
         self._handoffs: Handoffs | None = None
-        self._kept: Token | None = None
-        self._kept_until = 0.0
-        self._keeper: threading.Thread | None = None
-        # A helper thread (see .sharing) has this process's idle token; a new
-        # batch of this process waits for it to hand the token back.
-        self._helping = False
-        self._wanted = False
-        self._helper_back = threading.Condition(self._lock)
 
     @property
     def size(self) -> int:
@@ -119,13 +122,12 @@ class Budget:
 
     def acquire(self) -> Token | None:
         """Wait for a free token (``None`` only from the static stand-in)."""
-        delay = _POLL_MIN
-        while True:
+        for delay in backoff():
             token = self.try_acquire()
             if token is not None:
                 return token
             time.sleep(delay)
-            delay = min(delay * 2, _POLL_MAX)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def take_handoff(self, slot: int) -> Token | None:
         """Take the token that the dispatching process holds for us in ``slot``.
@@ -137,16 +139,7 @@ class Budget:
         req = os.open(os.path.join(self.ref.path, f"req-{slot}"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(req, fcntl.LOCK_EX)
-            deadline = time.monotonic() + _HANDOFF_GRACE
-            delay = _POLL_MIN
-            while True:
-                token = self._try_slot(slot)
-                if token is None and time.monotonic() > deadline:
-                    token = self.try_acquire()
-                if token is not None:
-                    break
-                time.sleep(delay)
-                delay = min(delay * 2, _POLL_MAX)
+            token = self._wait_for(slot)
         except BaseException:
             os.close(req)
             raise
@@ -163,6 +156,18 @@ class Budget:
                 daemon=True,
             ).start()
         return token
+
+    def _wait_for(self, slot: int) -> Token:
+        """``slot`` once its holder lets go, or any free slot after a grace period."""
+        deadline = time.monotonic() + _HANDOFF_GRACE
+        for delay in backoff():
+            token = self._try_slot(slot)
+            if token is None and time.monotonic() > deadline:
+                token = self.try_acquire()
+            if token is not None:
+                return token
+            time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _withdraw_request(self, req: int, slot: int) -> None:
         try:
@@ -203,77 +208,6 @@ class Budget:
         """:meth:`cancel_handoff` once ``job`` (the batch's future) is done."""
         job.add_done_callback(lambda _: self.cancel_handoff(slot))
 
-    def keep(self, token: Token) -> None:
-        """Hold a finished batch's token a moment for this process's next batch.
-
-        Between two batches a worker is idle for a few milliseconds; released
-        at once, its CPU would look free to every nested call in the tree,
-        which would start a process for it, only to find the CPU taken again.
-        """
-        with self._lock:
-            old, self._kept = self._kept, token
-            self._kept_until = time.monotonic() + _KEEP
-            if self._keeper is None:
-                self._keeper = threading.Thread(target=self._expire_kept, daemon=True)
-                self._keeper.start()
-        if old is not None:
-            old.release()
-
-    def unkeep(self) -> Token | None:
-        """The token kept for this process's next batch, if any.
-
-        If a helper took it meanwhile, wait for the helper to finish its
-        task and hand it back: the batch then runs on the CPU this process
-        already had, not beside the helper's task under the same GIL.
-        """
-        with self._lock:
-            if self._kept is None and self._helping:
-                self._wanted = True
-                while self._helping:
-                    self._helper_back.wait()
-                self._wanted = False
-            token, self._kept = self._kept, None
-            return token
-
-    def reclaim_wanted(self) -> bool:
-        """For the helper: a batch of this process waits for the token."""
-        return self._wanted
-
-    def helper_done(self, token: Token) -> None:
-        """The helper is done with the token: to the waiting batch, or freed."""
-        with self._lock:
-            self._helping = False
-            give = self._wanted
-            if give:
-                self._kept = token
-                self._kept_until = time.monotonic() + _KEEP
-            self._helper_back.notify_all()
-        if not give:
-            token.release()
-
-    def _idle(self, token: Token) -> None:
-        """No batch came for the kept token: help elsewhere in the tree, or free it."""
-        try:
-            from .sharing import help_elsewhere
-
-            helping = help_elsewhere(self, token)
-        except Exception:
-            helping = False
-        if not helping:
-            self.helper_done(token)
-
-    def _expire_kept(self) -> None:
-        while True:
-            with self._lock:
-                wait = self._kept_until - time.monotonic()
-                expired, token = wait <= 0, self._kept
-                if expired:
-                    self._kept = None
-                    self._helping = token is not None
-            if expired and token is not None:
-                self._idle(token)
-            time.sleep(wait if not expired else _KEEP)
-
     def has_free(self) -> bool:
         token = self.try_acquire()
         if token is None:
@@ -303,11 +237,7 @@ class Budget:
         if self._handoffs is not None:
             self._handoffs.forget()
         self._handoffs = None
-        self._kept = None
-        self._keeper = None
-        self._helping = self._wanted = False
         self._lock = threading.Lock()
-        self._helper_back = threading.Condition(self._lock)
 
 
 class Handoffs:
@@ -328,7 +258,7 @@ class Handoffs:
         #: Reserved slots (the lock on ``res-<slot>`` is held through the fd).
         self._reserved: dict[int, int] = {}
         self._reqs: dict[int, int] = {}
-        threading.Thread(target=self._watch, name="nest-joblib-handoffs", daemon=True).start()
+        self._watching = False
 
     def add(self, token: Token) -> None:
         path = os.path.join(self._budget.ref.path, f"res-{token.slot}")
@@ -338,7 +268,11 @@ class Handoffs:
             self._unreserve(token.slot)
             self._reserved[token.slot] = fd
             self._pending[token.slot] = token
-            self._cond.notify()
+            if not self._watching:  # a thread only while something is reserved
+                self._watching = True
+                threading.Thread(
+                    target=self._watch, name="nest-joblib-handoffs", daemon=True
+                ).start()
 
     def cancel(self, slot: int) -> None:
         with self._cond:
@@ -357,10 +291,13 @@ class Handoffs:
         return _locked(self._reqs, os.path.join(self._budget.ref.path, f"req-{slot}"), slot)
 
     def _watch(self) -> None:
+        # The request is a lock taken in another process: nothing here can
+        # wake this thread, so it looks every few milliseconds.
         while True:
             with self._cond:
-                while not self._reserved:
-                    self._cond.wait()
+                if not self._reserved:
+                    self._watching = False
+                    return
                 pending = set(self._pending)
                 reserved = list(self._reserved)
             for slot in reserved:
@@ -467,67 +404,28 @@ def set_held(token: Token | None) -> None:
     _local.token = token
 
 
-class TokenHeld:
-    """A batch of tasks that holds a token of the budget while it runs.
+class Holding:
+    """Run code in this thread holding ``token``: ``with Holding(token) as h:``.
 
-    Picklable by reference, so it travels to worker processes with the batch.
-    ``handoff`` is the slot that the dispatching process holds for this batch
-    until the batch asks for it (see :class:`Handoffs`). Without one, the
-    batch takes the token its worker kept, or waits for a free one; an
-    ``optional`` batch takes only the token its worker kept, and runs
-    without one otherwise (a free token may be what another batch waits for).
+    A nested call inside may lend the token out and come back with another,
+    so afterwards ``h.token`` is the one held at the end: the caller's to
+    release or keep. The thread's previous token is restored.
     """
 
-    __slots__ = ("func", "handoff", "keep", "optional", "ref")
+    __slots__ = ("_outer", "token")
 
-    def __init__(
-        self,
-        func: Callable[[], Any],
-        ref: BudgetRef,
-        handoff: int | None = None,
-        keep: bool = False,
-        optional: bool = False,
-    ) -> None:
-        self.func = func
-        self.ref = ref
-        self.handoff = handoff
-        #: Keep the token a moment for this worker's next batch: for pools
-        #: that fetch their next batch themselves (not lanes, whose feeder
-        #: needs the token free to send the next one).
-        self.keep = keep
-        self.optional = optional
+    def __init__(self, token: Token | None) -> None:
+        self.token = token
+        self._outer: Token | None = None
 
-    def __getstate__(self) -> tuple[Callable[[], Any], BudgetRef, int | None, bool, bool]:
-        return self.func, self.ref, self.handoff, self.keep, self.optional
+    def __enter__(self) -> Holding:
+        self._outer = held()
+        set_held(self.token)
+        return self
 
-    def __setstate__(
-        self, state: tuple[Callable[[], Any], BudgetRef, int | None, bool, bool]
-    ) -> None:
-        self.func, self.ref, self.handoff, self.keep, self.optional = state
-
-    def __call__(self) -> Any:
-        outer = held()
-        budget = budget_for(self.ref)
-        kept = budget.unkeep()
-        if self.handoff is not None:
-            if kept is not None:
-                kept.release()
-            token = budget.take_handoff(self.handoff)
-        elif kept is not None:
-            token = kept
-        else:
-            token = None if self.optional else budget.acquire()
-        set_held(token)
-        try:
-            return self.func()
-        finally:
-            # A nested call may have lent the token out and taken another.
-            current = held()
-            set_held(outer)
-            if current is not None and self.keep:
-                budget.keep(current)
-            elif current is not None:
-                current.release()
+    def __exit__(self, *exc: object) -> None:
+        self.token = held()
+        set_held(self._outer)
 
 
 def _after_fork_in_child() -> None:

@@ -265,7 +265,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def _inactive_reason(environ: Mapping[str, str]) -> str:
-    from nest_joblib._hook import parse_switch
+    from nest_joblib._switch import parse_switch
 
     raw = environ.get("NEST_JOBLIB")
     if not parse_switch("NEST_JOBLIB", raw, True)[0]:

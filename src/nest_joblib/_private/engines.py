@@ -53,9 +53,7 @@ def _lazy_factory(engine: str) -> Callable[..., Any]:
                     f"({exc}); install it with: pip install 'nest-joblib[{engine}]'"
                 ) from exc
             if backends.get(name) is factory or engine not in backends:
-                from .patch import add_variant
-
-                add_variant(sys.modules["joblib.parallel"], engine, backends[engine])
+                variants.add_variant(sys.modules["joblib.parallel"], engine, backends[engine])
         return backends[name](*args, **kwargs)
 
     factory.__name__ = factory.__qualname__ = f"lazy_{engine}"

@@ -17,24 +17,19 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
+
+from .contract import engine_of
 
 logger = logging.getLogger("nest_joblib")
-
-_DASK = "joblib._dask.DaskDistributedBackend"
-_RAY = "ray.util.joblib.ray_backend.RayBackend"
-
-
-def _names(base: type) -> set[str]:
-    return {f"{cls.__module__}.{cls.__qualname__}" for cls in base.__mro__}
 
 
 def mixins_for(base: type) -> tuple[type, ...]:
     """Engine mixins that the nested variant of ``base`` needs."""
-    names = _names(base)
-    if _DASK in names:
+    engine = engine_of(base)
+    if engine == "dask":
         return (DaskNestingMixin,)
-    if _RAY in names:
+    if engine == "ray":
         return (RayNestingMixin,)
     return ()
 
@@ -42,17 +37,17 @@ def mixins_for(base: type) -> tuple[type, ...]:
 class _NestedDaskBatch:
     """Runs a batch on a Dask worker under the nested variant, one level down."""
 
-    def __init__(self, batch: Any, base: type, level: int, threads: int | None) -> None:
+    def __init__(
+        self, batch: Any, make: Callable[[type], type], base: type, level: int, threads: int | None
+    ) -> None:
         self.batch = batch
-        self.spec = (base, level, threads)
+        self.spec = (make, base, level, threads)
 
     def __call__(self, tasks: Any = None) -> list[Any]:
         from joblib.parallel import parallel_config
 
-        from .variants import nested_variant
-
-        base, level, threads = self.spec
-        backend = nested_variant(base)()  # get_client() works inside a task
+        make, base, level, threads = self.spec
+        backend = make(base)()  # get_client() works inside a task
         backend.nesting_level = level
         backend.inner_max_num_threads = threads
         with parallel_config(backend=backend):
@@ -64,13 +59,16 @@ class _NestedDaskBatch:
 
 class DaskNestingMixin:
     nest_base: type
+    nest_make: Callable[[type], type]
     nesting_level: int | None
     inner_max_num_threads: int | None
 
     async def _to_func_args(self, func: Any) -> tuple[Any, Any]:
         batch, tasks = await super()._to_func_args(func)  # type: ignore[misc]
         level = (self.nesting_level or 0) + 1
-        nested = _NestedDaskBatch(batch, self.nest_base, level, self.inner_max_num_threads)
+        nested = _NestedDaskBatch(
+            batch, self.nest_make, self.nest_base, level, self.inner_max_num_threads
+        )
         return nested, tasks
 
 

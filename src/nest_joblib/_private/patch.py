@@ -12,15 +12,13 @@ import sys
 from types import ModuleType
 from typing import Any, Callable
 
-from nest_joblib._hook import warn
+from nest_joblib._warnings import warn
 
-from . import engines, variants, wakeup
+from . import contract, engines, variants, wakeup
 from .state import settings, state
+from .variants import add_variant
 
 logger = logging.getLogger("nest_joblib")
-
-#: What the patch relies on in ``joblib.parallel``.
-REQUIRED = ("BACKENDS", "DEFAULT_BACKEND", "register_parallel_backend", "EXTERNAL_BACKENDS")
 #: Marks our ``register_parallel_backend`` (a reload of joblib.parallel
 #: replaces it, which is how a reload is recognised and patched again).
 _MARK = "__nest_joblib_original__"
@@ -66,12 +64,11 @@ def patch(
         return
     current = settings()
     _configure_logging(current.debug)
-    missing = [name for name in REQUIRED if not hasattr(module, name)]
-    if missing:
-        raise PatchError(f"joblib.parallel has no {', '.join(missing)}")
+    try:
+        contract.check(module)
+    except contract.ContractError as exc:
+        raise PatchError(str(exc)) from None
     backends: dict[str, Any] = module.BACKENDS
-    if not isinstance(backends, dict) or not isinstance(module.EXTERNAL_BACKENDS, dict):
-        raise PatchError("joblib.parallel.BACKENDS is not a dict")
 
     # Build everything first...
     new_backends: dict[str, Any] = {
@@ -166,19 +163,6 @@ def _make_register(module: Any, original: Callable[..., None]) -> Callable[..., 
 
     setattr(register_parallel_backend, _MARK, original)
     return register_parallel_backend
-
-
-def add_variant(module: Any, name: str, factory: Any) -> str | None:
-    """Register ``nested-<name>`` for backend ``factory``; its name, or None."""
-    if name.startswith(variants.PREFIX) or not variants.can_nest(factory):
-        logger.debug("no nested variant for backend %r (%r cannot nest)", name, factory)
-        return None
-    nested = variants.PREFIX + name
-    module.BACKENDS[nested] = variants.nested_variant(factory)
-    if nested not in state.variants:
-        state.variants = sorted([*state.variants, nested])
-    logger.debug("registered %s", nested)
-    return nested
 
 
 def _lazy_external(module: Any, name: str) -> Callable[[], None]:

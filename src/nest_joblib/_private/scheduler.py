@@ -22,34 +22,22 @@ from __future__ import annotations
 import collections
 import functools
 import logging
-import os
 import threading
 import time
-import traceback
 from concurrent.futures import Future
 from typing import Any, Callable
 
 from . import budget as budget_mod
-from .budget import Budget, BudgetRef, Token, TokenHeld
+from . import contract
+from .batches import TokenHeld
+from .budget import Budget, BudgetRef, Token, backoff
+from .lanes import lanes
 from .sharing import Offer
 
 logger = logging.getLogger("nest_joblib")
 
 _POLL_MIN = 0.002
 _POLL_MAX = 0.05
-_PARENT_POLL = 0.2
-
-
-def _keep_traceback(exc: BaseException) -> None:
-    """Keep the task's frames: joblib drops ``__traceback__`` when it re-raises.
-
-    Loky attaches the worker's formatted traceback as the cause; do the same
-    for tasks run inline, so the caller sees the leaf's frames either way.
-    """
-    from joblib.externals.loky.process_executor import _RemoteTraceback
-
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    exc.__cause__ = _RemoteTraceback(f'\n"""\n{text}"""')
 
 
 class _Item:
@@ -62,88 +50,16 @@ class _Item:
         self.local = False
 
 
-def _exit_with_parent(parent: int) -> None:
-    """Lane initializer: end this lane as soon as the process it serves is gone.
-
-    When joblib aborts a call it kills that call's workers, and the lanes
-    they had started would otherwise live on as orphans, unlike loky's own
-    workers. (``PR_SET_PDEATHSIG`` would follow the thread that started the
-    lane, not the process, so it cannot serve here.)
-    """
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(_PARENT_POLL)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="nest-joblib-parent-watch", daemon=True).start()
-
-
-def _warm_up() -> int:
-    """Run in a new lane: import what every batch needs, then answer."""
-    import joblib.parallel  # noqa: F401
-
-    return os.getpid()
-
-
-class Lanes:
-    """Single-worker loky executors of this process, made on demand.
-
-    They are not loky's reusable executor: that one is a per-process
-    singleton that an outer call may be using, and resizing it would
-    restart the workers under its feet. A lane is handed tasks only once its
-    process is up; while it starts, the token that paid for its start stays
-    held, so starting processes counts against the budget too.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._idle: list[Any] = []
-        self.started = 0
-        #: Seconds a lane takes to start here: a guess until one has started.
-        self.start_seconds = 0.5
-
-    def take_idle(self) -> Any | None:
-        with self._lock:
-            return self._idle.pop() if self._idle else None
-
-    def start(self, env: dict[str, str]) -> Any:
-        """A new lane, once its process answers (blocks while it starts)."""
-        from joblib.externals.loky import ProcessPoolExecutor
-
-        began = time.perf_counter()
-        lane = ProcessPoolExecutor(
-            max_workers=1, env=env, initializer=_exit_with_parent, initargs=(os.getpid(),)
-        )
-        lane.submit(_warm_up).result()
-        with self._lock:
-            self.start_seconds = time.perf_counter() - began
-            self.started += 1
-            logger.debug("lane %d of this process is up", self.started)
-        return lane
-
-    def submit(self, lane: Any, func: Callable[[], Any]) -> Future[Any]:
-        future: Future[Any] = lane.submit(func)
-        future.add_done_callback(lambda _: self.give_back(lane))
-        return future
-
-    def kill(self, lane: Any) -> None:
-        """Stop what ``lane`` runs (joblib aborts a call that failed or timed out)."""
-        lane._nest_joblib_killed = True
-        lane.shutdown(wait=False, kill_workers=True)
-
-    def give_back(self, lane: Any) -> None:
-        flags = getattr(lane, "_flags", None)
-        if getattr(lane, "_nest_joblib_killed", False) or (flags is not None and flags.broken):
-            lane.shutdown(wait=False)  # make a new lane next time
-            return
-        with self._lock:
-            self._idle.append(lane)
-
-
-lanes = Lanes()
 #: Nesting level -> running mean of a task's duration there, in this process.
 _task_seconds: dict[int, float] = {}
+
+
+def _settle(future: Future[Any], ok: bool, value: Any) -> None:
+    """Give ``future`` the outcome of its task: a result, or an exception."""
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
 
 
 class Scheduler:
@@ -184,11 +100,15 @@ class Scheduler:
         self._inline_busy = False
         self._threads: list[threading.Thread] = []
         if self.inline:
-            self._threads.append(threading.Thread(target=self._run_inline, daemon=True))
+            self._threads.append(
+                threading.Thread(target=self._run_inline, name="nest-joblib-inline", daemon=True)
+            )
             if not budget.static and self._remote_max > 0:
                 self._open_offer()
         if self._remote_max > 0 and not budget.static:
-            self._threads.append(threading.Thread(target=self._feed_lanes, daemon=True))
+            self._threads.append(
+                threading.Thread(target=self._feed_lanes, name="nest-joblib-feeder", daemon=True)
+            )
         for thread in self._threads:
             thread.start()
 
@@ -217,16 +137,15 @@ class Scheduler:
         """
         if self._budget.static:
             return None
-        delay = _POLL_MIN
         with self._cond:
-            while True:
+            for delay in backoff(_POLL_MIN, _POLL_MAX):
                 token, self._lent = self._lent, None
                 if token is None:
                     token = self._budget.try_acquire()
                 if token is not None:
                     return token
                 self._cond.wait(delay)
-                delay = min(delay * 2, _POLL_MAX)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self, cancel: bool = False) -> None:
         with self._cond:
@@ -278,19 +197,16 @@ class Scheduler:
             elif token is None:
                 token = self.take_back()  # the caller's lent token, or a free one
             first = False
-            budget_mod.set_held(token)
             began = time.perf_counter()
-            try:
-                result = item.func()
-            except BaseException as exc:  # handed to the caller as joblib expects
-                _keep_traceback(exc)
-                item.future.set_exception(exc)
-            else:
-                item.future.set_result(result)
-            finally:
-                token = budget_mod.held()  # a nested call may have swapped it
-                budget_mod.set_held(None)
-                self._observe(time.perf_counter() - began)
+            with budget_mod.Holding(token) as holding:
+                try:
+                    ok, value = True, item.func()
+                except BaseException as exc:  # handed to the caller as joblib expects
+                    contract.keep_traceback(exc)
+                    ok, value = False, exc
+            token = holding.token
+            self._observe(time.perf_counter() - began)
+            _settle(item.future, ok, value)
             self.news.set()
             with self._cond:
                 self._inline_busy = False
@@ -333,7 +249,7 @@ class Scheduler:
         return self._budget.try_acquire()
 
     def _feed_lanes(self) -> None:
-        delay = _POLL_MIN
+        delays = backoff(_POLL_MIN, _POLL_MAX)
         while True:
             with self._cond:
                 # One lane per queued task at most, starting ones included.
@@ -347,10 +263,9 @@ class Scheduler:
             token = self._take_cpu()
             if token is None:
                 with self._cond:
-                    self._cond.wait(delay)
-                delay = min(delay * 2, _POLL_MAX)
+                    self._cond.wait(next(delays))
                 continue
-            delay = _POLL_MIN
+            delays = backoff(_POLL_MIN, _POLL_MAX)
             lane = lanes.take_idle()
             if lane is None and not self._worth_a_new_lane():
                 token.release()
@@ -362,7 +277,12 @@ class Scheduler:
                 # for the inline runner or for lanes that are already up.
                 with self._cond:
                     self._starting += 1
-                threading.Thread(target=self._start_lane, args=(token,), daemon=True).start()
+                threading.Thread(
+                    target=self._start_lane,
+                    args=(token,),
+                    name="nest-joblib-lane-start",
+                    daemon=True,
+                ).start()
                 continue
             with self._cond:
                 item = self._queue.popleft() if self._queue else None
@@ -402,7 +322,9 @@ class Scheduler:
             self._starting -= 1
             if lane is None and not self.inline:
                 self.inline = True
-                threading.Thread(target=self._run_inline, daemon=True).start()
+                threading.Thread(
+                    target=self._run_inline, name="nest-joblib-inline", daemon=True
+                ).start()
             self._cond.notify_all()
 
     # -- helpers: idle top-level workers elsewhere in the tree (see .sharing) --
@@ -435,10 +357,7 @@ class Scheduler:
 
     def _offer_done(self, item: _Item, ok: bool, value: Any) -> None:
         if item.future.set_running_or_notify_cancel():
-            if ok:
-                item.future.set_result(value)
-            else:
-                item.future.set_exception(value)
+            _settle(item.future, ok, value)
         self._remote_done_count()
         self.news.set()
 
@@ -460,8 +379,5 @@ class Scheduler:
             self._remote_lanes.pop(item, None)
         self._remote_done_count()
         exc = done.exception()
-        if exc is not None:
-            item.future.set_exception(exc)
-        else:
-            item.future.set_result(done.result())
+        _settle(item.future, exc is None, done.result() if exc is None else exc)
         self.news.set()

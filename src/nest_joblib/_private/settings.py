@@ -1,14 +1,15 @@
 """nest-joblib's environment variables, parsed in one place.
 
-``NEST_JOBLIB`` itself is read at start-up, by :func:`parse_switch` of the
-start-up module; everything else is read when joblib is patched.
+``NEST_JOBLIB`` itself is read at start-up, by the start-up module (status
+reads it again here to say why); everything else is read when joblib is
+patched. On/off values are parsed by :mod:`nest_joblib._switch`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from nest_joblib._hook import accepted, parse_switch
+from nest_joblib._switch import parse_switch
 
 __all__ = ["ENGINES", "Settings"]
 
@@ -96,7 +97,7 @@ def _parse_backends(raw: str | None, problems: list[str]) -> tuple[str, ...]:
         else:
             problems.append(
                 f"NEST_JOBLIB_BACKENDS={raw!r}: {item.strip()!r} is not a known "
-                f"engine and is ignored; accepted names are {accepted(ENGINES)} "
+                f"engine and is ignored; accepted names are {', '.join(ENGINES)} "
                 "(comma-separated)"
             )
     return tuple(names)

@@ -8,8 +8,8 @@ once by a process that is already warm, where a lane would first spend about
 half a second of CPU starting up. A worker helps
 
 - with the token it kept for a next batch that did not come (see
-  :meth:`.budget.Budget.keep`): a thread of the worker helps until no offer
-  has work left or its own process gets a batch again;
+  :mod:`.keep`): a thread of the worker helps until no offer has work left
+  or its own process gets a batch again;
 - in a stand-by batch that the root sends it (see :mod:`.standby`).
 
 Nothing is lost: a task whose helper goes away before answering goes back to
@@ -29,12 +29,13 @@ from multiprocessing.connection import Client, Connection
 from typing import Any
 
 from . import budget as budget_mod
+from . import contract
 from .budget import Budget, Token
+from .keep import Keeper
 
 logger = logging.getLogger("nest_joblib")
 
 _PREFIX = "offer-"
-_ACCEPT_POLL = 0.2
 _ids = itertools.count()
 
 
@@ -63,7 +64,6 @@ class Offer:
         try:
             self._sock.bind(self.path)
             self._sock.listen()
-            self._sock.settimeout(_ACCEPT_POLL)
         except OSError:
             self._sock.close()
             raise
@@ -75,19 +75,22 @@ class Offer:
             os.unlink(self.path)
         except OSError:
             pass
+        try:  # wakes the accepting thread, which then ends
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _accept(self) -> None:
         try:
             while not self._closed:
                 try:
                     conn, _ = self._sock.accept()
-                except socket.timeout:
-                    continue
                 except OSError:
                     return
-                conn.setblocking(True)
                 connection = Connection(conn.detach())
-                threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+                threading.Thread(
+                    target=self._serve, args=(connection,), name="nest-joblib-serve", daemon=True
+                ).start()
         finally:
             self._sock.close()
 
@@ -103,7 +106,7 @@ class Offer:
                     _send(conn, b"")
                     return
                 try:
-                    task = _dumps(item.func)
+                    task = contract.dumps(item.func)
                 except Exception:  # cannot travel: the caller runs it itself
                     self._lost(item, True)
                     _send(conn, b"")
@@ -128,22 +131,13 @@ def _send(conn: Connection, data: bytes) -> None:
         pass
 
 
-def _dumps(obj: Any) -> bytes:
-    """Pickle as loky pickles what it sends to workers."""
-    from joblib.externals.loky.backend.reduction import dumps
-
-    return bytes(dumps(obj))
-
-
 def _outcome(ok: bool, value: Any) -> bytes:
     if not ok:
-        from joblib.externals.loky.process_executor import _ExceptionWithTraceback
-
-        value = _ExceptionWithTraceback(value)
+        value = contract.picklable_exception(value)
     try:
-        return _dumps((ok, value))
+        return contract.dumps((ok, value))
     except BaseException as exc:  # as loky does: say so rather than lose the task
-        return _dumps((False, RuntimeError(f"the result could not be pickled: {exc!r}")))
+        return contract.dumps((False, RuntimeError(f"the result could not be pickled: {exc!r}")))
 
 
 def _offers(directory: str) -> list[str]:
@@ -154,31 +148,33 @@ def _offers(directory: str) -> list[str]:
     return [os.path.join(directory, n) for n in sorted(names) if n.startswith(_PREFIX)]
 
 
-def help_elsewhere(budget: Budget, token: Token) -> bool:
-    """Use ``token``, idle in this top-level worker, for tasks offered in the tree.
+def help_elsewhere(keeper: Keeper, token: Token) -> bool:
+    """The idle policy of :mod:`.keep`: use ``token``, idle in this top-level
+    worker, for tasks offered in the tree.
 
-    Returns False at once (the caller frees the token) when nothing is offered.
+    Returns False at once (the keeper frees the token) when nothing is offered.
     """
-    if not _offers(budget.ref.path):
+    budget = token.budget
+    if budget is None or not _offers(budget.ref.path):
         return False
     threading.Thread(
-        target=_help, args=(budget, token), name="nest-joblib-helper", daemon=True
+        target=_help, args=(budget, keeper, token), name="nest-joblib-helper", daemon=True
     ).start()
     return True
 
 
-def _help(budget: Budget, token: Token) -> None:
+def _help(budget: Budget, keeper: Keeper, token: Token) -> None:
     ran = 0
     try:
-        while not budget.reclaim_wanted():  # until a pass over the offers finds no work
-            token, done = help_once(budget, token, budget.reclaim_wanted)
+        while not keeper.reclaim_wanted():  # until a pass over the offers finds no work
+            token, done = help_once(budget, token, keeper.reclaim_wanted)
             ran += done
             if not done:
                 break
     finally:
         if ran:
             logger.debug("helped with %d offered tasks", ran)
-        budget.helper_done(token)
+        keeper.helper_done(token)
 
 
 def help_once(budget: Budget, token: Token, stop: Callable[[], bool]) -> tuple[Token, int]:
@@ -209,17 +205,14 @@ def help_once(budget: Budget, token: Token, stop: Callable[[], bool]) -> tuple[T
 
 def _run(task: bytes, token: Token, conn: Connection) -> Token:
     """Run one offered task holding ``token``; the token it ends with."""
-    budget_mod.set_held(token)
-    try:
-        func = pickle.loads(task)
-        outcome = _outcome(True, func())
-    except BaseException as exc:  # handed to the calling Parallel, as a lane would
-        outcome = _outcome(False, exc)
-    finally:
-        held = budget_mod.held()  # a nested call may have swapped it
-        budget_mod.set_held(None)
+    with budget_mod.Holding(token) as holding:
+        try:
+            func = pickle.loads(task)
+            outcome = _outcome(True, func())
+        except BaseException as exc:  # handed to the calling Parallel, as a lane would
+            outcome = _outcome(False, exc)
     try:
         conn.send_bytes(outcome)
     except OSError:  # the call was aborted meanwhile
         pass
-    return held if held is not None else token
+    return holding.token if holding.token is not None else token

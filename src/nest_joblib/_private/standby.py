@@ -33,7 +33,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import budget as budget_mod
-from .budget import BudgetRef, TokenHeld
+from . import contract
+from .batches import TokenHeld
+from .budget import BudgetRef
 from .sharing import help_once
 
 logger = logging.getLogger("nest_joblib")
@@ -80,9 +82,7 @@ class Spares:
             self._batches -= 1
             self._tokenless -= not with_token
         parallel = self._parallel
-        if parallel is None or getattr(parallel, "_iterating", True):
-            return
-        if getattr(parallel, "_aborting", True):
+        if parallel is None or contract.dispatching(parallel) or contract.aborting(parallel):
             return
         self._send(handoff=False)
 

@@ -111,16 +111,19 @@ def _hints(report: Mapping[str, Any]) -> list[str]:
     return hints
 
 
-def gather(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def gather(
+    environ: Mapping[str, str] | None = None, *, joblib_was_imported: bool = True
+) -> dict[str, Any]:
     """Everything ``status`` reports, as a JSON-ready dict.
 
     Imports joblib (which applies the patch, if the start-up hook is in
-    place). ``environ`` defaults to ``os.environ``.
+    place). ``environ`` defaults to ``os.environ``. ``joblib_was_imported``:
+    whether joblib was imported before the caller started looking (this
+    module's package imports joblib, so only the caller can tell).
     """
     env = os.environ if environ is None else environ
-    # Before joblib is imported: did the start-up hook run in this interpreter?
+    # Did the start-up hook run in this interpreter?
     hook_fired = installed_finder() is not None
-    joblib_was_imported = "joblib.parallel" in sys.modules
     files = find_startup_files()
     settings = Settings.from_env(env)
 

@@ -14,16 +14,17 @@ import logging
 import threading
 from typing import Any, Callable, ClassVar
 
-from joblib._parallel_backends import (
+from . import budgeted, engines_nesting
+from .contract import (
     FallbackToBackend,
     LokyBackend,
     MultiprocessingBackend,
     ParallelBackendBase,
     SequentialBackend,
     ThreadingBackend,
+    check_engine,
 )
-
-from . import budgeted, engines_nesting
+from .state import state
 
 logger = logging.getLogger("nest_joblib")
 
@@ -44,6 +45,9 @@ class NestedBackendMixin:
 
     #: The backend class this variant was made from.
     nest_base: ClassVar[type]
+    #: :func:`nested_variant`, for engine mixins that re-make the variant on
+    #: a worker (picklable by reference).
+    nest_make: ClassVar[Callable[[type], type]]
     nesting_level: int | None
     inner_max_num_threads: int | None
     uses_threads: bool
@@ -145,6 +149,7 @@ def nested_variant(base: type) -> type:
         if variant is None:
             if not can_nest(base):
                 raise TypeError(f"{base!r} is not a joblib backend class that can nest")
+            check_engine(base)
             mixins: tuple[type, ...] = (*engines_nesting.mixins_for(base), NestedBackendMixin)
             if base is LokyBackend:
                 mixins = (budgeted.BudgetedLokyMixin, *mixins)
@@ -157,6 +162,7 @@ def nested_variant(base: type) -> type:
                 (*mixins, base),
                 {
                     "nest_base": base,
+                    "nest_make": staticmethod(nested_variant),
                     "nest_strip": strip,
                     "__module__": __name__,
                     "__qualname__": f"Nested{base.__name__}",
@@ -165,3 +171,19 @@ def nested_variant(base: type) -> type:
             _variants[base] = variant
             logger.debug("made nested variant %s of %s", variant.__name__, base.__qualname__)
         return variant
+
+
+def add_variant(module: Any, name: str, factory: Any) -> str | None:
+    """Register ``nested-<name>`` for backend ``factory`` in ``module`` (``joblib.parallel``).
+
+    Returns its name, or ``None`` when ``factory`` cannot nest.
+    """
+    if name.startswith(PREFIX) or not can_nest(factory):
+        logger.debug("no nested variant for backend %r (%r cannot nest)", name, factory)
+        return None
+    nested = PREFIX + name
+    module.BACKENDS[nested] = nested_variant(factory)
+    if nested not in state.variants:
+        state.variants = sorted([*state.variants, nested])
+    logger.debug("registered %s", nested)
+    return nested

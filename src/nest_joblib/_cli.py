@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from nest_joblib._version import __version__
+from ._version import __version__
 
 PROG = "nest-joblib"
 
@@ -131,9 +131,11 @@ def format_status(report: Mapping[str, Any]) -> str:
 
 
 def run_status(as_json: bool, out: TextIO) -> int:
-    from .status import gather
+    # Before anything of nest_joblib._private, whose __init__ imports joblib.
+    joblib_was_imported = "joblib.parallel" in sys.modules
+    from ._private.status import gather
 
-    report = gather()
+    report = gather(joblib_was_imported=joblib_was_imported)
     if as_json:
         print(json.dumps(report, indent=2), file=out)
     else:
@@ -147,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_json = bool(getattr(args, "json", False))
     try:
         if args.command == "demo":
-            from . import demo
+            from ._private import demo
 
             return demo.main(size=args.size, as_json=as_json)
         return run_status(as_json, sys.stdout)

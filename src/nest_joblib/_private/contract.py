@@ -1,0 +1,236 @@
+"""Everything nest-joblib takes from joblib and loky beyond their public API.
+
+joblib documents ``Parallel``, ``parallel_config`` and
+``register_parallel_backend``; a nested backend also needs some of joblib's and
+loky's private names. They all live here, with their version gates, so that a
+joblib release that changes one of them is caught in one place: :func:`check`
+runs before the patch commits, and a joblib that fails it stays plain, with one
+warning naming the missing piece. An engine's part (Dask, Ray) is checked when
+its ``nested-<engine>`` variant is first made (:func:`check_engine`), so that
+nothing heavy is imported at ``import joblib``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from types import ModuleType
+from typing import Any, Callable
+
+from joblib import _parallel_backends as _backends
+from joblib import parallel as _parallel
+from joblib.externals.loky import ProcessPoolExecutor
+from joblib.externals.loky import process_executor as _executor
+from joblib.externals.loky.backend import reduction as _reduction
+
+__all__ = [
+    "DASK_BACKEND",
+    "RAY_BACKEND",
+    "ContractError",
+    "FallbackToBackend",
+    "LokyBackend",
+    "MultiprocessingBackend",
+    "NoTempFolders",
+    "ParallelBackendBase",
+    "SequentialBackend",
+    "ThreadingBackend",
+    "aborting",
+    "check",
+    "check_engine",
+    "dispatching",
+    "dumps",
+    "executor_broken",
+    "keep_traceback",
+    "loky_submit",
+    "new_lane",
+    "picklable_exception",
+    "prepare_worker_env",
+    "reset_batch_stats",
+]
+
+
+class ContractError(RuntimeError):
+    """joblib or loky lacks a piece that nest-joblib relies on."""
+
+
+# -- joblib.parallel ------------------------------------------------------------
+
+#: Module globals of ``joblib.parallel`` that the patch reads or replaces
+#: (``time``: the module whose ``sleep`` paces the result poll, see .wakeup).
+PARALLEL_GLOBALS = ("BACKENDS", "DEFAULT_BACKEND", "EXTERNAL_BACKENDS", "register_parallel_backend")
+#: ``Parallel`` attributes read while a top-level call runs (see .standby).
+PARALLEL_ATTRIBUTES = ("_iterating", "_aborting")
+
+
+def dispatching(parallel: Any) -> bool:
+    """Whether ``parallel`` still has batches to dispatch (yes, before it says)."""
+    return bool(getattr(parallel, "_iterating", True))
+
+
+def aborting(parallel: Any) -> bool:
+    """Whether ``parallel`` is aborting after an error (yes, before it says)."""
+    return bool(getattr(parallel, "_aborting", True))
+
+
+# -- joblib._parallel_backends --------------------------------------------------
+
+ParallelBackendBase = _backends.ParallelBackendBase
+SequentialBackend = _backends.SequentialBackend
+ThreadingBackend = _backends.ThreadingBackend
+MultiprocessingBackend = _backends.MultiprocessingBackend
+LokyBackend = _backends.LokyBackend
+FallbackToBackend = _backends.FallbackToBackend
+
+# joblib 1.5 renamed apply_async to submit.
+_LOKY_SUBMIT: Callable[..., Any] | None = LokyBackend.__dict__.get(
+    "submit"
+) or LokyBackend.__dict__.get("apply_async")
+
+
+def loky_submit(backend: Any, func: Callable[[], Any], callback: Any = None) -> Any:
+    """``LokyBackend``'s own submit, past the variant's override."""
+    assert _LOKY_SUBMIT is not None  # see check()
+    return _LOKY_SUBMIT(backend, func, callback)
+
+
+def prepare_worker_env(backend: Any, n_jobs: int) -> dict[str, str]:
+    """The environment joblib gives workers (thread limits for the next level)."""
+    env: dict[str, str] = backend._prepare_worker_env(n_jobs)
+    return env
+
+
+def reset_batch_stats(backend: Any) -> None:
+    backend.reset_batch_stats()
+
+
+class NoTempFolders:
+    """Stands in for loky's executor where joblib reaches for its temp folders.
+
+    joblib's ``Parallel`` tells a loky backend's executor
+    (``backend._workers._temp_folder_manager``) which call is pickling, to
+    share large arrays by memory map. A nested call's tasks do not go through
+    that executor, so there is nothing to tell.
+    """
+
+    class _TempFolderManager:
+        def set_current_context(self, context_id: str) -> None:
+            pass
+
+    _temp_folder_manager = _TempFolderManager()
+
+
+# -- loky -------------------------------------------------------------------------
+
+
+def new_lane(
+    env: dict[str, str], initializer: Callable[..., None], initargs: tuple[Any, ...]
+) -> Any:
+    """A loky executor of one worker process (not the reusable singleton)."""
+    return ProcessPoolExecutor(max_workers=1, env=env, initializer=initializer, initargs=initargs)
+
+
+def executor_broken(executor: Any) -> bool:
+    """Whether a loky executor lost a worker and cannot be used again."""
+    flags = getattr(executor, "_flags", None)
+    return flags is not None and bool(flags.broken)
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle as loky pickles what it sends to workers."""
+    return bytes(_reduction.dumps(obj))
+
+
+def picklable_exception(exc: BaseException) -> object:
+    """``exc`` with its formatted traceback, to unpickle as loky's workers' errors do."""
+    return _executor._ExceptionWithTraceback(exc)
+
+
+def keep_traceback(exc: BaseException) -> None:
+    """Keep a task's frames: joblib drops ``__traceback__`` when it re-raises.
+
+    Loky attaches the worker's formatted traceback as the cause; the same for
+    a task run in the caller's process, so the caller sees the leaf's frames
+    either way.
+    """
+    rebuild, args = _executor._ExceptionWithTraceback(exc).__reduce__()
+    rebuild(*args)  # what unpickling a worker's error does: the cause carries the text
+
+
+# -- engines -------------------------------------------------------------------
+
+#: Engine backends, matched by dotted name anywhere in a backend's MRO (no import).
+DASK_BACKEND = "joblib._dask.DaskDistributedBackend"
+RAY_BACKEND = "ray.util.joblib.ray_backend.RayBackend"
+
+
+def engine_of(base: type) -> str | None:
+    """``"dask"``, ``"ray"`` or ``None``: the engine ``base`` belongs to."""
+    names = {f"{cls.__module__}.{cls.__qualname__}" for cls in base.__mro__}
+    if DASK_BACKEND in names:
+        return "dask"
+    if RAY_BACKEND in names:
+        return "ray"
+    return None
+
+
+def check_engine(base: type) -> None:
+    """Check the engine's part of the contract; raises :class:`ContractError`."""
+    engine = engine_of(base)
+    if engine == "dask":
+        to_func_args = getattr(base, "_to_func_args", None)
+        if to_func_args is None or not inspect.iscoroutinefunction(to_func_args):
+            raise ContractError(
+                f"{DASK_BACKEND} has no coroutine _to_func_args (the batch it ships)"
+            )
+
+
+# -- the check ------------------------------------------------------------------
+
+
+def _uses(cls: type, names: tuple[str, ...]) -> list[str]:
+    """Which of ``names`` no method of ``cls`` mentions (attributes set at run time)."""
+    seen: set[str] = set()
+    for klass in cls.__mro__:
+        for value in vars(klass).values():
+            code = getattr(value, "__code__", None)
+            if code is not None:
+                seen.update(code.co_names)
+    return [name for name in names if name not in seen]
+
+
+def check(parallel: ModuleType = _parallel) -> None:
+    """Raise :class:`ContractError` naming every piece that joblib or loky lacks.
+
+    ``parallel``: the ``joblib.parallel`` module about to be patched.
+    """
+    missing = [f"joblib.parallel.{n}" for n in PARALLEL_GLOBALS if not hasattr(parallel, n)]
+    for name in ("BACKENDS", "EXTERNAL_BACKENDS"):
+        if hasattr(parallel, name) and not isinstance(getattr(parallel, name), dict):
+            missing.append(f"joblib.parallel.{name} as a dict")
+    cls = getattr(parallel, "Parallel", None)
+    if isinstance(cls, type):
+        missing += [f"Parallel.{n}" for n in _uses(cls, PARALLEL_ATTRIBUTES)]
+    else:
+        missing.append("joblib.parallel.Parallel")
+    if _LOKY_SUBMIT is None:
+        missing.append("LokyBackend.submit (or apply_async)")
+    missing += [
+        f"LokyBackend.{n}"
+        for n in ("_prepare_worker_env", "reset_batch_stats", "get_nested_backend")
+        if not hasattr(LokyBackend, n)
+    ]
+    parameters = inspect.signature(ProcessPoolExecutor).parameters
+    missing += [
+        f"loky ProcessPoolExecutor({n}=)"
+        for n in ("env", "initializer", "initargs")
+        if n not in parameters
+    ]
+    missing += [f"loky ProcessPoolExecutor.{n}" for n in _uses(ProcessPoolExecutor, ("_flags",))]
+    missing += [
+        f"loky process_executor.{n}"
+        for n in ("_RemoteTraceback", "_ExceptionWithTraceback")
+        if not hasattr(_executor, n)
+    ]
+    if not hasattr(_reduction, "dumps"):
+        missing.append("loky backend.reduction.dumps")
+    if missing:
+        raise ContractError(f"joblib lacks {', '.join(missing)}")

@@ -1,0 +1,98 @@
+"""Lanes: worker processes that a nested call starts below its caller.
+
+A lane is a loky executor of one worker process, started when a CPU is free
+and reused by the nested calls of this process for the rest of its life.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any, Callable
+
+from . import contract
+
+logger = logging.getLogger("nest_joblib")
+
+#: How often a lane checks that the process it serves is still there.
+_PARENT_POLL = 0.2
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Lane initializer: end this lane as soon as the process it serves is gone.
+
+    When joblib aborts a call it kills that call's workers, and the lanes
+    they had started would otherwise live on as orphans, unlike loky's own
+    workers. (``PR_SET_PDEATHSIG`` would follow the thread that started the
+    lane, not the process, so it cannot serve here.)
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_POLL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="nest-joblib-parent-watch", daemon=True).start()
+
+
+def _warm_up() -> int:
+    """Run in a new lane: import what every batch needs, then answer."""
+    import joblib.parallel  # noqa: F401
+
+    return os.getpid()
+
+
+class Lanes:
+    """Single-worker loky executors of this process, made on demand.
+
+    They are not loky's reusable executor: that one is a per-process
+    singleton that an outer call may be using, and resizing it would
+    restart the workers under its feet. A lane is handed tasks only once its
+    process is up; while it starts, the token that paid for its start stays
+    held, so starting processes counts against the budget too.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[Any] = []
+        self.started = 0
+        #: Seconds a lane takes to start here: a guess until one has started.
+        self.start_seconds = 0.5
+
+    def take_idle(self) -> Any | None:
+        with self._lock:
+            return self._idle.pop() if self._idle else None
+
+    def start(self, env: dict[str, str]) -> Any:
+        """A new lane, once its process answers (blocks while it starts)."""
+        began = time.perf_counter()
+        lane = contract.new_lane(env, _exit_with_parent, (os.getpid(),))
+        lane.submit(_warm_up).result()
+        with self._lock:
+            self.start_seconds = time.perf_counter() - began
+            self.started += 1
+            logger.debug("lane %d of this process is up", self.started)
+        return lane
+
+    def submit(self, lane: Any, func: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = lane.submit(func)
+        future.add_done_callback(lambda _: self.give_back(lane))
+        return future
+
+    def kill(self, lane: Any) -> None:
+        """Stop what ``lane`` runs (joblib aborts a call that failed or timed out)."""
+        lane._nest_joblib_killed = True
+        lane.shutdown(wait=False, kill_workers=True)
+
+    def give_back(self, lane: Any) -> None:
+        if getattr(lane, "_nest_joblib_killed", False) or contract.executor_broken(lane):
+            lane.shutdown(wait=False)  # make a new lane next time
+            return
+        with self._lock:
+            self._idle.append(lane)
+
+
+lanes = Lanes()

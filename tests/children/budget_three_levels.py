@@ -1,0 +1,47 @@
+"""Three levels of ``Parallel(n_jobs=4)`` over 3 children: 27 leaves of 0.1 s, and their peak.
+
+``budget_three_levels.py [meet]``: with ``meet``, every leaf first waits at
+one barrier until three leaves compute at once (for naive nesting, which
+oversubscribes: the test then needs no luck to see more than two at once).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+
+from joblib import Parallel, delayed
+
+from children.common import emit, meet, peak, timed
+
+#: A leaf's span, and whether it met two others (``None``: it did not wait for them).
+Leaf = tuple[list[float], "bool | None"]
+
+
+def leaf(barrier: str | None) -> Leaf:
+    together = None if barrier is None else meet(barrier, 3)
+    [span] = timed(0.1)
+    return span, together
+
+
+def node(depth: int, barrier: str | None) -> list[Leaf]:
+    if depth == 0:
+        return [leaf(barrier)]
+    below = Parallel(n_jobs=4)(delayed(node)(depth - 1, barrier) for _ in range(3))
+    return [record for records in below for record in records]
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as barrier:
+        leaves = node(3, barrier if sys.argv[1:] == ["meet"] else None)
+    emit(
+        {
+            "leaves": len(leaves),
+            "peak": peak(span for span, _ in leaves),
+            "together": [together for _, together in leaves],
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
