@@ -402,6 +402,20 @@ def held() -> Token | None:
 
 def set_held(token: Token | None) -> None:
     _local.token = token
+    if token is None:
+        _holders.pop(threading.get_ident(), None)
+    else:
+        _holders[threading.get_ident()] = threading.get_native_id()
+
+
+#: Thread ident -> its native id, for the threads of this process that hold a
+#: token for their task (see .waits).
+_holders: dict[int, int] = {}
+
+
+def holders() -> dict[int, int]:
+    """The threads of this process that hold a token: ident -> native id."""
+    return dict(_holders)
 
 
 class Holding:
@@ -434,6 +448,7 @@ def _after_fork_in_child() -> None:
         budget._forget()
     _own = None
     _local.__dict__.clear()
+    _holders.clear()
 
 
 if hasattr(os, "register_at_fork"):

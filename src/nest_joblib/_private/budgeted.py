@@ -20,6 +20,7 @@ from joblib.parallel import cpu_count
 
 from . import budget as budget_mod
 from . import contract
+from .arrays import TaskPickler
 from .budget import BudgetRef
 from .nested import NestedCall
 from .pool import TopLevelPool
@@ -75,13 +76,15 @@ class BudgetedLokyMixin:
         assert ref is not None
         # Nested levels run in the threads of a scheduler: loky's "cannot be
         # nested below threads" does not apply, its lanes are made safely.
+        # n_jobs keeps joblib's meaning: tasks in flight, which tokens do not
+        # limit (only the tasks that compute, see .waits).
         if n_jobs == 0:
             raise ValueError("n_jobs == 0 in Parallel has no meaning")
         if n_jobs is None or multiprocessing.current_process().daemon:
             return 1
         if n_jobs < 0:
-            n_jobs = max(ref.size + 1 + n_jobs, 1)
-        return max(1, min(n_jobs, ref.size))
+            n_jobs = max(cpu_count() + 1 + n_jobs, 1)
+        return n_jobs
 
     def configure(self, n_jobs: int = 1, parallel: Any = None, **kwargs: Any) -> int:
         ref = self._budget_ref()
@@ -102,7 +105,13 @@ class BudgetedLokyMixin:
         # now is a CPU that nobody in the tree is using.
         inline = not budget.has_free()
         env = contract.prepare_worker_env(self, n)
-        self._nest_shape = NestedCall(self, Scheduler(n, budget, ref, env, inline, level))
+        pickler = TaskPickler(
+            kwargs.get("max_nbytes", 1024**2),
+            kwargs.get("mmap_mode", "r"),
+            kwargs.get("temp_folder"),
+        )
+        scheduler = Scheduler(n, budget, ref, env, inline, level, pickler)
+        self._nest_shape = NestedCall(self, scheduler)
         logger.debug(
             "nesting level %d: up to %d tasks at once, %s",
             level,

@@ -16,6 +16,7 @@ import inspect
 from types import ModuleType
 from typing import Any, Callable
 
+from joblib import _memmapping_reducer as _memmapping
 from joblib import _parallel_backends as _backends
 from joblib import parallel as _parallel
 from joblib.externals.loky import ProcessPoolExecutor
@@ -36,15 +37,19 @@ __all__ = [
     "aborting",
     "check",
     "check_engine",
+    "clean_temp_folder",
     "dispatching",
     "dumps",
     "executor_broken",
     "keep_traceback",
     "loky_submit",
+    "memmapping_reducers",
     "new_lane",
     "picklable_exception",
     "prepare_worker_env",
     "reset_batch_stats",
+    "temp_folder",
+    "temp_folder_manager",
 ]
 
 
@@ -134,9 +139,51 @@ def executor_broken(executor: Any) -> bool:
     return flags is not None and bool(flags.broken)
 
 
-def dumps(obj: Any) -> bytes:
-    """Pickle as loky pickles what it sends to workers."""
-    return bytes(_reduction.dumps(obj))
+def dumps(obj: Any, reducers: dict[type, Any] | None = None) -> bytes:
+    """Pickle as loky pickles what it sends to workers (with ``reducers``, if given)."""
+    return bytes(_reduction.dumps(obj, reducers=reducers))
+
+
+# -- memory maps (joblib._memmapping_reducer) -------------------------------------
+
+
+def memmapping_reducers(
+    max_nbytes: int | None, mmap_mode: str, resolve_folder: Callable[[], str]
+) -> dict[type, Any]:
+    """joblib's own reducers that send large numpy arrays as memory maps.
+
+    The ones joblib's loky pool installs: an array that already is a memory
+    map (or a view of one) travels as a reference to its file; a fresh array
+    above ``max_nbytes`` is dumped once into ``resolve_folder()`` and travels
+    as a reference to that file; ``None`` sends fresh arrays by value. Files
+    are not unlinked when a receiver collects its map: the folder goes when
+    the call ends (:func:`clean_temp_folder`), as receivers need not be loky
+    workers.
+    """
+    forward, _backward = _memmapping.get_memmapping_reducers(
+        temp_folder_resolver=resolve_folder,
+        max_nbytes=max_nbytes,
+        mmap_mode=mmap_mode,
+        verbose=0,
+        prewarm=False,
+        unlink_on_gc_collect=False,
+    )
+    return dict(forward)
+
+
+def temp_folder_manager(root: str | None) -> Any:
+    """joblib's manager of one call's memory-map folder (under ``root``, or joblib's default)."""
+    return _memmapping.TemporaryResourcesManager(root)
+
+
+def temp_folder(manager: Any) -> str:
+    """The folder of ``manager``, made on first use."""
+    return str(manager.resolve_temp_folder_name())
+
+
+def clean_temp_folder(manager: Any) -> None:
+    """Delete the folder and its files now (maps that are open stay readable)."""
+    manager._clean_temporary_resources(force=True, allow_non_empty=True)
 
 
 def picklable_exception(exc: BaseException) -> object:
@@ -232,5 +279,21 @@ def check(parallel: ModuleType = _parallel) -> None:
     ]
     if not hasattr(_reduction, "dumps"):
         missing.append("loky backend.reduction.dumps")
+    reducers = getattr(_memmapping, "get_memmapping_reducers", None)
+    if reducers is None:
+        missing.append("joblib._memmapping_reducer.get_memmapping_reducers")
+    else:
+        parameters = inspect.signature(reducers).parameters
+        missing += [
+            f"get_memmapping_reducers({n}=)"
+            for n in ("temp_folder_resolver", "max_nbytes", "mmap_mode", "unlink_on_gc_collect")
+            if n not in parameters
+        ]
+    manager = getattr(_memmapping, "TemporaryResourcesManager", None)
+    missing += [
+        f"TemporaryResourcesManager.{n}"
+        for n in ("resolve_temp_folder_name", "_clean_temporary_resources")
+        if not hasattr(manager, n)
+    ]
     if missing:
         raise ContractError(f"joblib lacks {', '.join(missing)}")

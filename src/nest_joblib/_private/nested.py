@@ -2,7 +2,8 @@
 
 While the caller waits for the results, it lends its token to its own call,
 and takes one back when they are in (as Dask's secede/rejoin does for its
-threads).
+threads). When joblib raises instead (a task failed, the call timed out), the
+caller goes on at once, with a token if one is there.
 """
 
 from __future__ import annotations
@@ -42,8 +43,14 @@ class NestedCall:
         try:
             with wakeup.waking(self._scheduler.news):
                 yield
-        finally:
-            budget_mod.set_held(self._scheduler.take_back())
+        except BaseException:
+            # joblib raises (a task's error, a timeout) and aborts the call
+            # next: start nothing more, and do not wait for a task that may be
+            # stuck (it goes on in the background, as joblib's threads do).
+            self._scheduler.stop()
+            budget_mod.set_held(self._scheduler.take_back(wait=False))
+            raise
+        budget_mod.set_held(self._scheduler.take_back())
 
     def terminate(self) -> None:
         self._scheduler.close(cancel=False)

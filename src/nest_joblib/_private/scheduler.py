@@ -6,8 +6,10 @@ it lends that token to its own call. Tasks run in one of three places:
 - **in lanes**: worker processes of this process, started one at a time and
   only when a token is free. Each lane task takes a token of its own in the
   lane, so that it can lend it out again one level further down;
-- **inline**: one at a time in a thread of the calling process, with the
-  caller's token, as plain joblib would run a nested call;
+- **inline**: in threads of the calling process, with the caller's token, as
+  plain joblib would run a nested call: one computing at a time, and beside
+  a task that waits, a *stand-in* for the next one (see :mod:`.waits`), up to
+  ``n_jobs`` in flight;
 - **in helpers**: idle top-level workers elsewhere in the tree, which take
   the queued tasks of an inline call on offer (see :mod:`.sharing`).
 
@@ -15,6 +17,10 @@ A call that finds a free CPU when it starts sends all its tasks to lanes (the
 caller's lent token included). A call that finds none runs inline and starts
 no process, but still hands tasks to lanes whenever a CPU frees up anywhere
 in the tree, so an idle CPU is picked up by whichever call has work waiting.
+
+Tasks that leave the process are pickled once, large arrays by reference
+(:mod:`.arrays`). The first task that fails stops the call: nothing more is
+started, as joblib aborts the call on its first error.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from concurrent.futures import Future
 from typing import Any, Callable
 
 from . import budget as budget_mod
-from . import contract
+from . import contract, waits
+from .arrays import Pickled, TaskPickler
 from .batches import TokenHeld
 from .budget import Budget, BudgetRef, Token, backoff
 from .lanes import lanes
@@ -41,13 +48,15 @@ _POLL_MAX = 0.05
 
 
 class _Item:
-    __slots__ = ("func", "future", "local")
+    __slots__ = ("func", "future", "local", "payload")
 
     def __init__(self, func: Callable[[], Any]) -> None:
         self.func = func
         self.future: Future[Any] = Future()
         #: Cannot be pickled: only this process may run it.
         self.local = False
+        #: The task pickled for a lane or a helper, once.
+        self.payload: bytes | None = None
 
 
 #: Nesting level -> running mean of a task's duration there, in this process.
@@ -63,7 +72,7 @@ def _settle(future: Future[Any], ok: bool, value: Any) -> None:
 
 
 class Scheduler:
-    """The tasks of one nested call: a queue, an inline runner, a feeder."""
+    """The tasks of one nested call: a queue, inline runners, a feeder, an offer."""
 
     def __init__(
         self,
@@ -73,39 +82,51 @@ class Scheduler:
         env: dict[str, str],
         inline: bool,
         level: int = 1,
+        pickler: TaskPickler | None = None,
     ) -> None:
         self._budget = budget
         self._ref = ref
         self._env = env
-        #: The caller holds a token, which it lends to this call while it waits.
+        self._pickler = pickler or TaskPickler()
+        #: The caller holds a token, which it lends to this call while it
+        #: waits. A caller without one (a stand-in, a thread of the user's)
+        #: has its inline tasks run without one, as plain joblib would.
         self._caller_lends = budget_mod.held() is not None
         self.inline = inline or budget.static
-        self._remote_max = n_jobs - 1 if self.inline else n_jobs
+        #: Tasks in flight at most (inline, in lanes, in helpers): joblib's n_jobs.
+        self._n_jobs = n_jobs
         self._queue: collections.deque[_Item] = collections.deque()
         self._cond = threading.Condition()
         #: Set when a task completes, ending the caller's poll (see .wakeup);
         #: set after the future is, so joblib's callback has counted the result.
         self.news = threading.Event()
         self._closed = False
+        #: A task failed: joblib aborts the call, so nothing more is started.
+        self._failed = False
         self._lent: Token | None = None
         self._remote_running = 0
         self._starting = 0
+        #: Inline tasks running: thread ident -> its CPU clock (None without one).
+        self._inline: dict[int, waits.Clock | None] = {}
         #: Running mean of a task's duration at this nesting level, in this
         #: process: a call's tasks tend to be like those of its siblings.
         self._level = level
         self._mean: float | None = _task_seconds.get(level)
         self._remote_lanes: dict[_Item, Any] = {}
         self._offer: Offer | None = None
-        #: The inline runner is running a task (when not, the next is its own).
+        #: The call's own inline runner is running a task (when not, the next is its own).
         self._inline_busy = False
+        #: Inline tasks that wait get stand-ins (where threads have CPU clocks).
+        self._stand_ins = self.inline and n_jobs > 1 and waits.supported()
+        self._watched = False  # by the watcher, now
         self._threads: list[threading.Thread] = []
         if self.inline:
             self._threads.append(
                 threading.Thread(target=self._run_inline, name="nest-joblib-inline", daemon=True)
             )
-            if not budget.static and self._remote_max > 0:
+            if not budget.static and n_jobs > 1:
                 self._open_offer()
-        if self._remote_max > 0 and not budget.static:
+        if not budget.static:
             self._threads.append(
                 threading.Thread(target=self._feed_lanes, name="nest-joblib-feeder", daemon=True)
             )
@@ -120,7 +141,11 @@ class Scheduler:
             if self._closed:
                 raise RuntimeError("this nested Parallel call has been terminated")
             self._queue.append(item)
+            watch = self._stand_ins and not self._watched
+            self._watched = self._watched or watch
             self._cond.notify_all()
+        if watch:
+            waits.watcher.watch(self)
         return item.future
 
     def lend(self, token: Token) -> None:
@@ -128,12 +153,14 @@ class Scheduler:
         with self._cond:
             self._park(token)
 
-    def take_back(self) -> Token | None:
+    def take_back(self, wait: bool = True) -> Token | None:
         """The caller resumes: a token back, from this call or the budget.
 
         Waits for whichever comes first: this call's inline runner may still
-        be finishing a task (a failed call returns early), and parks its
-        token here when done, while other processes free theirs.
+        be finishing a task, and parks its token here when done, while other
+        processes free theirs. Without ``wait`` (the call failed or timed
+        out, and a task of it may be stuck), ``None`` when neither is there:
+        the caller goes on, as joblib's caller does beside its threads.
         """
         if self._budget.static:
             return None
@@ -142,10 +169,16 @@ class Scheduler:
                 token, self._lent = self._lent, None
                 if token is None:
                     token = self._budget.try_acquire()
-                if token is not None:
+                if token is not None or not wait:
                     return token
                 self._cond.wait(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def stop(self) -> None:
+        """Start nothing more (joblib raised in the caller: an error, a timeout)."""
+        with self._cond:
+            self._failed = True
+            self._cond.notify_all()
 
     def close(self, cancel: bool = False) -> None:
         with self._cond:
@@ -164,6 +197,8 @@ class Scheduler:
             token.release()
         for lane in running:
             lanes.kill(lane)
+        waits.watcher.unwatch(self)
+        self._pickler.close()
 
     # -- inside ---------------------------------------------------------------
 
@@ -174,14 +209,45 @@ class Scheduler:
         else:
             token.release()
 
+    def _startable(self) -> bool:
+        """Whether a task may start now (under the condition)."""
+        return not self._closed and not self._failed
+
     def _next(self) -> _Item | None:
         with self._cond:
-            while not self._queue and not self._closed:
+            while not (self._queue and self._startable()) and not self._closed:
                 self._cond.wait()
-            self._inline_busy = bool(self._queue)
-            return self._queue.popleft() if self._queue else None
+            self._inline_busy = bool(self._queue) and not self._closed
+            return self._queue.popleft() if self._inline_busy else None
+
+    def _run(self, item: _Item, token: Token | None) -> Token | None:
+        """Run ``item`` in this thread holding ``token``; the token it ends with."""
+        me = threading.get_ident()
+        clock = waits.Clock() if self._stand_ins else None
+        with self._cond:
+            self._inline[me] = clock
+        if clock is not None:
+            waits.running(clock)
+        began = time.perf_counter()
+        with budget_mod.Holding(token) as holding:
+            try:
+                ok, value = True, item.func()
+            except BaseException as exc:  # handed to the caller as joblib expects
+                contract.keep_traceback(exc)
+                ok, value = False, exc
+        self._observe(time.perf_counter() - began)
+        if clock is not None:
+            waits.done()
+        with self._cond:
+            del self._inline[me]
+            self._failed = self._failed or not ok
+            self._cond.notify_all()
+        _settle(item.future, ok, value)
+        self.news.set()
+        return holding.token
 
     def _run_inline(self) -> None:
+        """The call's own runner: its tasks, one at a time, on the caller's token."""
         token: Token | None = None
         first = True
         while True:
@@ -194,27 +260,17 @@ class Scheduler:
                 # The caller's own CPU: a free one taken before the caller
                 # lends its token would leave that token idle in this call.
                 token = self._lent_token()
-            elif token is None:
+            elif token is None and self._caller_lends:
                 token = self.take_back()  # the caller's lent token, or a free one
             first = False
-            began = time.perf_counter()
-            with budget_mod.Holding(token) as holding:
-                try:
-                    ok, value = True, item.func()
-                except BaseException as exc:  # handed to the caller as joblib expects
-                    contract.keep_traceback(exc)
-                    ok, value = False, exc
-            token = holding.token
-            self._observe(time.perf_counter() - began)
-            _settle(item.future, ok, value)
-            self.news.set()
+            token = self._run(item, token)
             with self._cond:
                 self._inline_busy = False
-                if token is not None and not self._queue:
-                    if self._remote_running or self._starting:
+                if token is not None and not (self._queue and self._startable()):
+                    if (self._remote_running or self._starting) and not self._inline:
                         # Only lanes are left: the CPU is free for the tree.
                         token.release()
-                    else:  # likely the end of the call: keep it for the caller
+                    else:  # the end of the call, or stand-ins still run: keep it
                         self._park(token)
                     token = None
         if token is not None:
@@ -226,6 +282,52 @@ class Scheduler:
                 self._cond.wait()
             token, self._lent = self._lent, None
             return token
+
+    # -- stand-ins: the next task beside one that waits (see .waits) ---------------
+
+    def wants_stand_in(self) -> bool | None:
+        with self._cond:
+            if self._closed or not self._queue:
+                self._watched = False  # submit() asks again
+                return None
+            return self._all_wait() and self._stand_in_room()
+
+    def _all_wait(self) -> bool:
+        """Whether every running inline task waits (under the condition)."""
+        clocks = list(self._inline.values())
+        return bool(clocks) and all(clock is not None and clock.waiting for clock in clocks)
+
+    def _stand_in_room(self) -> bool:
+        """Whether a queued task may start beside the running ones (under the condition)."""
+        in_flight = len(self._inline) + self._remote_running
+        return bool(self._queue) and self._startable() and in_flight < self._n_jobs
+
+    def stand_in(self) -> bool:
+        with self._cond:
+            if not (self._queue and self._startable()):
+                return False
+        threading.Thread(target=self._stand_in, name="nest-joblib-stand-in", daemon=True).start()
+        return True
+
+    def _stand_in(self) -> None:
+        """Run queued tasks without a token while the call's other tasks wait."""
+        first = True
+        while True:
+            with self._cond:
+                # After its first task, a stand-in goes on only while all the
+                # others still wait; otherwise the watcher judges afresh.
+                go = self._stand_in_room() and (first or self._all_wait())
+                item = self._queue.popleft() if go else None
+            if item is None:
+                return
+            first = False
+            if not item.future.set_running_or_notify_cancel():
+                continue
+            token = self._run(item, None)
+            if token is not None:  # not expected: a stand-in lends nothing
+                token.release()
+
+    # -- lanes ------------------------------------------------------------------
 
     def _observe(self, seconds: float) -> None:
         mean = self._mean
@@ -240,6 +342,14 @@ class Scheduler:
             queued = len(self._queue)
         return queued * self._mean >= lanes.start_seconds
 
+    def _remote_room(self) -> bool:
+        """Whether a lane or a helper may take a task now (under the condition).
+
+        An inline call keeps one place for its own runner.
+        """
+        inline = max(len(self._inline), 1 if self.inline else 0)
+        return self._remote_running + self._starting + inline < self._n_jobs
+
     def _take_cpu(self) -> Token | None:
         """A token for lane work: the caller's (when it does not run inline) or a free one."""
         with self._cond:
@@ -248,14 +358,25 @@ class Scheduler:
                 return token
         return self._budget.try_acquire()
 
+    def _payload(self, item: _Item) -> bytes | None:
+        """``item`` pickled for another process, once; None if it cannot travel."""
+        if item.payload is None and not item.local:
+            try:
+                item.payload = self._pickler.dumps(item.func)
+            except Exception as exc:
+                logger.debug("a task stays in its caller: it cannot be pickled (%r)", exc)
+                item.local = True
+        return item.payload
+
     def _feed_lanes(self) -> None:
         delays = backoff(_POLL_MIN, _POLL_MAX)
         while True:
             with self._cond:
                 # One lane per queued task at most, starting ones included.
                 while not self._closed and (
-                    len(self._queue) <= self._starting
-                    or self._remote_running + self._starting >= self._remote_max
+                    sum(not item.local for item in self._queue) <= self._starting
+                    or not self._remote_room()
+                    or not self._startable()
                 ):
                     self._cond.wait()
                 if self._closed:
@@ -284,11 +405,12 @@ class Scheduler:
                     daemon=True,
                 ).start()
                 continue
-            with self._cond:
-                item = self._queue.popleft() if self._queue else None
-                if item is not None:
-                    self._remote_running += 1
-            if item is None or not item.future.set_running_or_notify_cancel():
+            item = self._take_remote()
+            payload = None if item is None else self._payload(item)
+            if item is not None and payload is None:  # it stays in this process
+                self._put_back(item)
+                item = None
+            if item is None or payload is None or not item.future.set_running_or_notify_cancel():
                 token.release()
                 lanes.give_back(lane)
                 if item is not None:
@@ -297,7 +419,7 @@ class Scheduler:
             # The lane task asks for this very token once it starts.
             slot = self._budget.hand_off(token)
             try:
-                remote = lanes.submit(lane, TokenHeld(item.func, self._ref, slot))
+                remote = lanes.submit(lane, TokenHeld(Pickled(payload), self._ref, slot))
             except BaseException as exc:
                 self._budget.cancel_handoff(slot)
                 item.future.set_exception(exc)
@@ -308,6 +430,25 @@ class Scheduler:
                 if not remote.done():
                     self._remote_lanes[item] = lane
             remote.add_done_callback(functools.partial(self._remote_done, item))
+
+    def _take_remote(self) -> _Item | None:
+        """The first queued task that may leave this process (counted as remote)."""
+        with self._cond:
+            if not self._startable():
+                return None
+            for item in self._queue:
+                if not item.local:
+                    self._queue.remove(item)
+                    self._remote_running += 1
+                    return item
+            return None
+
+    def _put_back(self, item: _Item) -> None:
+        """A task that cannot leave: back to the head of the queue, for this process."""
+        with self._cond:
+            self._remote_running -= 1
+            self._queue.appendleft(item)
+            self._cond.notify_all()
 
     def _start_lane(self, token: Token) -> None:
         try:
@@ -337,13 +478,14 @@ class Scheduler:
         except OSError as exc:  # no Unix sockets here: lanes only
             logger.debug("cannot offer tasks to helpers: %r", exc)
 
-    def _offer_take(self) -> _Item | None:
+    def _offer_take(self) -> tuple[_Item, bytes] | None:
         with self._cond:
-            if self._closed or self._remote_running + self._starting >= self._remote_max:
+            if self._closed or not self._startable() or not self._remote_room():
                 return None
             # An idle inline runner is about to take the head: a helper taking
             # it would leave the caller's CPU idle for as long as the task runs.
             mine = not self._inline_busy
+            chosen = None
             for item in list(self._queue):
                 if item.future.cancelled():
                     self._queue.remove(item)
@@ -352,22 +494,27 @@ class Scheduler:
                 elif not item.local:
                     self._queue.remove(item)
                     self._remote_running += 1
-                    return item
+                    chosen = item
+                    break
+        if chosen is None:
             return None
+        payload = self._payload(chosen)
+        if payload is None:
+            self._put_back(chosen)
+            return None
+        return chosen, payload
 
     def _offer_done(self, item: _Item, ok: bool, value: Any) -> None:
         if item.future.set_running_or_notify_cancel():
             _settle(item.future, ok, value)
+        with self._cond:
+            self._failed = self._failed or not ok
         self._remote_done_count()
         self.news.set()
 
-    def _offer_lost(self, item: _Item, local: bool) -> None:
+    def _offer_lost(self, item: _Item) -> None:
         """Back to the head of the queue, for the inline runner or a lane."""
-        with self._cond:
-            item.local = item.local or local
-            self._remote_running -= 1
-            self._queue.appendleft(item)
-            self._cond.notify_all()
+        self._put_back(item)
 
     def _remote_done_count(self) -> None:
         with self._cond:
@@ -375,9 +522,10 @@ class Scheduler:
             self._cond.notify_all()
 
     def _remote_done(self, item: _Item, done: Future[Any]) -> None:
+        exc = done.exception()
         with self._cond:
             self._remote_lanes.pop(item, None)
+            self._failed = self._failed or exc is not None
         self._remote_done_count()
-        exc = done.exception()
         _settle(item.future, exc is None, done.result() if exc is None else exc)
         self.news.set()

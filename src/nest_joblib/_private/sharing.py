@@ -30,6 +30,7 @@ from typing import Any
 
 from . import budget as budget_mod
 from . import contract
+from .arrays import load
 from .budget import Budget, Token
 from .keep import Keeper
 
@@ -42,18 +43,18 @@ _ids = itertools.count()
 class Offer:
     """The queued tasks of one call, served to helpers on a Unix socket.
 
-    ``take()`` gives the next task to hand out (or ``None``), ``done(item,
-    ok, value)`` takes its outcome, ``lost(item, local)`` puts it back (for
-    good in the caller when ``local``: it cannot be pickled).
+    ``take()`` gives the next task to hand out and its pickled form (see
+    :mod:`.arrays`), or ``None``; ``done(item, ok, value)`` takes its outcome,
+    ``lost(item)`` puts it back.
     """
 
     def __init__(
         self,
         directory: str,
         level: int,
-        take: Callable[[], Any],
+        take: Callable[[], tuple[Any, bytes] | None],
         done: Callable[[Any, bool, Any], None],
-        lost: Callable[[Any, bool], None],
+        lost: Callable[[Any], None],
     ) -> None:
         self._take, self._done, self._lost = take, done, lost
         # Deeper calls first: their tasks are shorter, so helpers balance better there.
@@ -101,21 +102,16 @@ class Offer:
                     conn.recv_bytes()  # a helper asks for work
                 except (OSError, EOFError):
                     return
-                item = None if self._closed else self._take()
-                if item is None:
+                taken = None if self._closed else self._take()
+                if taken is None:
                     _send(conn, b"")
                     return
-                try:
-                    task = contract.dumps(item.func)
-                except Exception:  # cannot travel: the caller runs it itself
-                    self._lost(item, True)
-                    _send(conn, b"")
-                    return
+                item, task = taken
                 try:
                     conn.send_bytes(task)
                     data = conn.recv_bytes()
                 except (OSError, EOFError):  # the helper went away
-                    self._lost(item, False)
+                    self._lost(item)
                     return
                 try:
                     ok, value = pickle.loads(data)
@@ -207,8 +203,7 @@ def _run(task: bytes, token: Token, conn: Connection) -> Token:
     """Run one offered task holding ``token``; the token it ends with."""
     with budget_mod.Holding(token) as holding:
         try:
-            func = pickle.loads(task)
-            outcome = _outcome(True, func())
+            outcome = _outcome(True, load(task)())
         except BaseException as exc:  # handed to the calling Parallel, as a lane would
             outcome = _outcome(False, exc)
     try:

@@ -1,0 +1,196 @@
+"""Telling a task that waits from a task that computes, so that waits overlap.
+
+Tokens limit the tasks that *compute*; a nested call's ``n_jobs`` limits the
+tasks *in flight*, as joblib's threads do. A nested call that runs its tasks
+in its caller's process (inline) starts the next queued task beside one that
+waits (I/O, ``time.sleep``, a lock, a subprocess), in a *stand-in* thread, as
+Go's scheduler hands a blocked system call's processor to other work.
+
+How a wait is seen: while a call here has queued tasks that a stand-in could
+run, a watcher thread reads, every 10 ms, the CPU clock
+(``time.pthread_getcpuclockid``) of every thread of this process that holds a
+token and of every thread that runs an inline task. A thread that used less
+than a tenth of a CPU over the last 20 ms (four of Python's GIL switch
+intervals, so a thread that merely shares the GIL does not count) *waits*.
+
+- A thread that got no CPU because the machine is busy is not waiting: on
+  Linux its state in ``/proc`` says it is runnable.
+- A token is *idle* when the thread that holds it waits. A thread that waits
+  for its own nested call holds no token meanwhile (it lent it to the call),
+  so the work of nested calls is never mistaken for a wait.
+- Each inline task that runs without a token (a stand-in, or a task of a call
+  whose caller had none) and computes uses up one idle token.
+- A stand-in starts for a call when every running inline task of that call
+  waits and the process has an idle token left; it runs queued tasks one at
+  a time while the call's other tasks still wait.
+
+A Python thread cannot be paused: a task that resumes from its wait while its
+stand-in computes makes two tasks on one token until one of them ends. That
+is the bound of the overshoot: one task more per token that was idle, for as
+long as the tasks that overlap run.
+
+Where threads have no CPU clock (macOS, Windows), nothing is started beside a
+waiting task: the call runs its tasks one at a time, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Protocol
+
+from . import budget as budget_mod
+
+logger = logging.getLogger("nest_joblib")
+
+#: How often the watcher looks, and how many looks a judgement covers.
+_TICK = 0.01
+_WINDOW_TICKS = 2
+#: A thread that used less CPU than this share of the window waits.
+_WAITING = 0.1
+
+
+def supported() -> bool:
+    return hasattr(time, "pthread_getcpuclockid")
+
+
+def _runnable(native_id: int) -> bool:
+    """Whether a thread is running or ready to run (Linux; elsewhere: unknown, no).
+
+    A thread that gets no CPU because the machine is busy is runnable; one
+    that sleeps, waits for I/O or a lock is not.
+    """
+    try:
+        with open(f"/proc/self/task/{native_id}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"R"
+    except (OSError, IndexError):
+        return False
+
+
+class Clock:
+    """The CPU clock of one thread, sampled by the watcher."""
+
+    __slots__ = ("_id", "_native", "_samples", "waiting")
+
+    def __init__(self, ident: int | None = None, native_id: int | None = None) -> None:
+        if ident is None:
+            ident, native_id = threading.get_ident(), threading.get_native_id()
+        self._id = time.pthread_getcpuclockid(ident)
+        self._native = native_id
+        self._samples = [(time.monotonic(), self._cpu())]
+        #: The last judgement: the thread waited over the last window.
+        self.waiting = False
+
+    def _cpu(self) -> float:
+        try:
+            return time.clock_gettime(self._id)
+        except OSError:  # the thread is gone
+            return 0.0
+
+    def sample(self) -> bool:
+        """Take a sample and judge the last window (not full yet: not waiting)."""
+        self._samples = [*self._samples[-_WINDOW_TICKS:], (time.monotonic(), self._cpu())]
+        (wall0, cpu0), (wall1, cpu1) = self._samples[0], self._samples[-1]
+        full = wall1 - wall0 >= _TICK * _WINDOW_TICKS * 0.9
+        stalled = full and cpu1 - cpu0 < _WAITING * (wall1 - wall0)
+        self.waiting = stalled and (self._native is None or not _runnable(self._native))
+        return self.waiting
+
+
+#: Threads of this process running an inline task: ident -> its clock.
+_runners: dict[int, Clock] = {}
+
+
+def running(clock: Clock) -> None:
+    """The calling thread runs an inline task (``clock`` is its clock)."""
+    _runners[threading.get_ident()] = clock
+
+
+def done() -> None:
+    _runners.pop(threading.get_ident(), None)
+
+
+class Watched(Protocol):
+    def wants_stand_in(self) -> bool | None:
+        """True: every running inline task waits and a task is ready to start
+        beside them; False: not now; None: stop watching me."""
+
+    def stand_in(self) -> bool:
+        """Start a stand-in for the next queued task; whether one started."""
+
+
+class Watcher:
+    """The watcher thread of this process: it runs while a call is watched."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._calls: list[Watched] = []
+        self._running = False
+        self._holder_clocks: dict[int, Clock] = {}
+
+    def watch(self, call: Watched) -> None:
+        with self._cond:
+            if call not in self._calls:
+                self._calls.append(call)
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="nest-joblib-waits", daemon=True).start()
+
+    def unwatch(self, call: Watched) -> None:
+        with self._cond:
+            if call in self._calls:
+                self._calls.remove(call)
+            self._cond.notify_all()
+
+    def _idle_tokens(self) -> int:
+        """Tokens whose holder waits, less the inline tasks that compute without one."""
+        holders = budget_mod.holders()
+        clocks = self._holder_clocks
+        for ident in [i for i in clocks if i not in holders]:
+            del clocks[ident]
+        idle = 0
+        for ident, native_id in holders.items():
+            clock = _runners.get(ident) or clocks.get(ident)
+            if clock is None:
+                try:
+                    clock = clocks[ident] = Clock(ident, native_id)
+                except OSError:  # the thread just ended
+                    continue
+            idle += clock.sample()
+        for ident, clock in list(_runners.items()):
+            if ident not in holders:
+                idle -= not clock.sample()
+        return idle
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._calls:
+                    self._running = False
+                    self._holder_clocks.clear()
+                    return
+                self._cond.wait(_TICK)
+                calls = list(self._calls)
+            idle = self._idle_tokens()
+            for call in calls:
+                verdict = call.wants_stand_in()
+                if verdict is None:
+                    self.unwatch(call)
+                elif verdict and idle > 0 and call.stand_in():
+                    logger.debug("a stand-in beside waiting tasks (%d idle tokens here)", idle)
+                    idle -= 1
+
+
+watcher = Watcher()
+
+
+def _after_fork_in_child() -> None:
+    global watcher
+    watcher = Watcher()
+    _runners.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,81 @@
+"""The tasks people really nest: large arrays, tasks that wait, timeouts, errors.
+
+Each case counts what happened (where a leaf ran, what it received, how many
+started, whether they met); none times anything but the one bound a timeout
+promises.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import run_child_json
+
+pytest.importorskip("numpy")
+
+#: Two CPUs whatever the machine: the cases below are about what happens
+#: when the budget is smaller than the work.
+TWO = {"NEST_JOBLIB_CPUS": "2"}
+
+
+@pytest.mark.parametrize("max_nbytes", ["default", "none"])
+def test_large_arrays_reach_other_processes_as_memory_maps(max_nbytes: str, tmp_path: Path) -> None:
+    out = run_child_json("real_memmaps", max_nbytes, str(tmp_path), "ok", env=TWO)
+    given_type, given_file = out["given"]
+    assert given_type == "memmap"  # joblib's top-level pool mapped the root's array
+    elsewhere = [leaf for leaf in out["leaves"] if leaf["pid"] != out["pid"]]
+    assert all(leaf["together"] for leaf in out["leaves"])
+    assert elsewhere, "no leaf ran outside the caller"
+    for leaf in elsewhere:
+        # An existing memory map travels as a reference to its file, always.
+        assert leaf["given"] == ["memmap", given_file]
+        # A small array by value.
+        assert leaf["small"] == ["ndarray", None]
+        if max_nbytes == "default":
+            # A fresh large array is dumped into the call's folder, once.
+            fresh_type, fresh_file = leaf["fresh"]
+            assert fresh_type == "memmap"
+            assert Path(fresh_file).is_relative_to(tmp_path)
+        else:
+            assert leaf["fresh"] == ["ndarray", None]
+    if max_nbytes == "default":
+        files = {leaf["fresh"][1] for leaf in elsewhere}
+        assert len(files) == 1
+    # The call's memory maps are gone once it has returned.
+    assert out["left"] == []
+
+
+def test_no_memory_map_outlives_a_nested_call_that_failed(tmp_path: Path) -> None:
+    out = run_child_json("real_memmaps", "default", str(tmp_path), "fail", env=TWO)
+    # A leaf in another process failed, and its fresh array was a map in the call's folder...
+    mapped = out["leaves"].removeprefix("mapped ")
+    assert Path(mapped).is_relative_to(tmp_path), out["leaves"]
+    # ...which is gone, now that the call failed.
+    assert out["left"] == []
+
+
+def test_a_nested_timeout_fires_while_a_leaf_is_stuck(tmp_path: Path) -> None:
+    out = run_child_json("real_failures", "timeout", str(tmp_path), env=TWO, timeout=120)
+    assert out["raised"] == "TimeoutError"
+    assert out["seconds"] < 10  # the stuck leaf blocks for 30 s
+
+
+def test_an_error_stops_the_queued_leaves(tmp_path: Path) -> None:
+    out = run_child_json("real_failures", "error", str(tmp_path), env=TWO, timeout=120)
+    assert out["raised"] == "ValueError"
+    # Plain joblib's two threads start 1 or 2; here the caller and a helper may
+    # each have one more in hand. Before, 39 of the 40 ran first.
+    assert out["started"] <= 4
+
+
+def test_leaves_that_wait_overlap_in_a_call_with_no_free_cpu() -> None:
+    out = run_child_json("real_waits", "busy", env=TWO, timeout=120)
+    assert [task["held"] for task in out] == [True, True]
+    assert [task["met"] for task in out] == [[True] * 4, [True] * 4]
+
+
+def test_eight_waiting_leaves_meet_on_a_budget_of_two() -> None:
+    out = run_child_json("real_waits", "one", env=TWO, timeout=120)
+    assert out == [{"held": True, "met": [True] * 8}]
