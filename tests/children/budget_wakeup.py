@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 
 import joblib.parallel
 from joblib import Parallel, delayed
 
-from children.common import emit, timed
+from children.common import emit, meet, timed
 from nest_joblib._private.wakeup import Clock
 
 
-def outer(_: int) -> dict[str, int]:
+def outer(barrier: str) -> dict[str, int]:
+    meet(barrier, 2)  # both outer tasks hold their CPU: each nested call runs inline
     counts = {"sleeps": 0, "cut_short": 0}
     caller = threading.get_ident()
 
@@ -31,7 +33,8 @@ def outer(_: int) -> dict[str, int]:
 
 
 def main() -> None:
-    emit(Parallel(n_jobs=2)(delayed(outer)(i) for i in range(2)))
+    with tempfile.TemporaryDirectory() as barrier:
+        emit(Parallel(n_jobs=2)(delayed(outer)(barrier) for i in range(2)))
 
 
 if __name__ == "__main__":

@@ -16,16 +16,16 @@ would run them, and nothing is oversubscribed.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import random
-import shutil
-import tempfile
+import secrets
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any, NamedTuple
+
+from . import directory
 
 try:
     import fcntl
@@ -53,10 +53,12 @@ def backoff(first: float = _POLL_MIN, most: float = _POLL_MAX) -> Iterator[float
 
 
 class BudgetRef(NamedTuple):
-    """What travels to worker processes: where the slots are, and how many."""
+    """What travels to worker processes: where the slots are, how many, and the
+    tree's key (work sharing admits only processes that have it, see .sharing)."""
 
     path: str
     size: int
+    key: bytes = b""
 
 
 class Token:
@@ -383,16 +385,10 @@ def root_budget(size: int) -> BudgetRef:
             if fcntl is None:
                 _own = BudgetRef("", size)
             else:
-                path = tempfile.mkdtemp(prefix="nest-joblib-")
-                _own = BudgetRef(path, size)
-                atexit.register(_remove, path, os.getpid())
+                path = directory.make()
+                _own = BudgetRef(path, size, secrets.token_bytes(32))
                 logger.debug("CPU budget of %d tokens in %s", size, path)
         return _own
-
-
-def _remove(path: str, pid: int) -> None:
-    if os.getpid() == pid:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def held() -> Token | None:

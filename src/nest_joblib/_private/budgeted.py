@@ -55,12 +55,20 @@ class BudgetedLokyMixin:
         self._nest_ref = ref
         return ref
 
+    def _budget_size(self) -> int | None:
+        """The budget's size (``None``: off), without making its directory."""
+        if "_nest_ref" in self.__dict__:
+            ref: BudgetRef | None = self.__dict__["_nest_ref"]
+            return None if ref is None else ref.size
+        return budget_size()
+
     def _copy_nest_state(self, nested: Any) -> None:
         nested._nest_ref = self._budget_ref()
         super()._copy_nest_state(nested)  # type: ignore[misc]
 
     def _is_pool(self) -> bool:
-        return self._budget_ref() is None or not self.nesting_level
+        # Level 0 first: a call that turns out sequential makes no budget directory.
+        return not self.nesting_level or self._budget_ref() is None
 
     def _shape(self) -> Shape:
         shape: Shape | None = self.__dict__.get("_nest_shape")
@@ -69,10 +77,11 @@ class BudgetedLokyMixin:
         return shape
 
     def effective_n_jobs(self, n_jobs: int | None) -> int:
-        ref = self._budget_ref()
         if self._is_pool():
             n: int = super().effective_n_jobs(n_jobs)  # type: ignore[misc]
-            return n if ref is None else max(1, min(n, ref.size))
+            size = self._budget_size()
+            return n if size is None else max(1, min(n, size))
+        ref = self._budget_ref()
         assert ref is not None
         # Nested levels run in the threads of a scheduler: loky's "cannot be
         # nested below threads" does not apply, its lanes are made safely.
@@ -87,11 +96,12 @@ class BudgetedLokyMixin:
         return n_jobs
 
     def configure(self, n_jobs: int = 1, parallel: Any = None, **kwargs: Any) -> int:
-        ref = self._budget_ref()
         if self._is_pool():
             n: int = super().configure(n_jobs=n_jobs, parallel=parallel, **kwargs)  # type: ignore[misc]
-            self._nest_shape: Shape = TopLevelPool(self, super(), ref, n)
+            # Past loky's own configure: n > 1, so the call needs tokens now.
+            self._nest_shape: Shape = TopLevelPool(self, super(), self._budget_ref(), n)
             return n
+        ref = self._budget_ref()
         assert ref is not None
         level = self.nesting_level or 0
         self._check_thread_hints(kwargs)  # type: ignore[attr-defined]

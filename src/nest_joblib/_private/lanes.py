@@ -96,3 +96,12 @@ class Lanes:
 
 
 lanes = Lanes()
+
+
+def _after_fork_in_child() -> None:
+    # The parent's lanes are the parent's children: a forked child starts its own.
+    lanes.__init__()  # type: ignore[misc]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

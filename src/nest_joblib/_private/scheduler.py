@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import functools
 import logging
+import os
 import threading
 import time
 from concurrent.futures import Future
@@ -61,6 +62,8 @@ class _Item:
 
 #: Nesting level -> running mean of a task's duration there, in this process.
 _task_seconds: dict[int, float] = {}
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_task_seconds.clear)
 
 
 def _settle(future: Future[Any], ok: bool, value: Any) -> None:
@@ -473,7 +476,12 @@ class Scheduler:
     def _open_offer(self) -> None:
         try:
             self._offer = Offer(
-                self._ref.path, self._level, self._offer_take, self._offer_done, self._offer_lost
+                self._ref.path,
+                self._ref.key,
+                self._level,
+                self._offer_take,
+                self._offer_done,
+                self._offer_lost,
             )
         except OSError as exc:  # no Unix sockets here: lanes only
             logger.debug("cannot offer tasks to helpers: %r", exc)

@@ -14,6 +14,15 @@ half a second of CPU starting up. A worker helps
 
 Nothing is lost: a task whose helper goes away before answering goes back to
 the head of its call's queue.
+
+Nothing is let in: on Linux an offer listens in the abstract socket namespace
+(no path, so no length limit and nothing left on disk), named by a marker file
+in the budget directory; elsewhere the socket is the marker. A connection
+first passes the challenge of :mod:`multiprocessing.connection` with the
+budget's key, which travels only inside the pickled budget reference, and on
+Linux its peer must run as this user. A process without the key gets and
+gives nothing. (The same user can still read a process's memory: the key
+keeps out other programs of that user that do not read it, not a debugger.)
 """
 
 from __future__ import annotations
@@ -22,10 +31,14 @@ import itertools
 import logging
 import os
 import pickle
+import secrets
 import socket
+import struct
+import sys
 import threading
 from collections.abc import Callable
-from multiprocessing.connection import Client, Connection
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Client, Connection, answer_challenge, deliver_challenge
 from typing import Any
 
 from . import budget as budget_mod
@@ -38,6 +51,26 @@ logger = logging.getLogger("nest_joblib")
 
 _PREFIX = "offer-"
 _ids = itertools.count()
+#: Linux's abstract socket namespace: an address that is a name, not a path.
+_ABSTRACT = sys.platform.startswith("linux")
+#: How long a connecting process may take to answer the challenge.
+_HANDSHAKE = 5.0
+
+
+def _peer_is_us(sock: socket.socket) -> bool:
+    """Whether the peer of a Unix socket runs as this user (true where unknown)."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return True
+    _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, 12))
+    return bool(uid == os.getuid())
+
+
+def _receive_timeout(sock: socket.socket, seconds: float) -> None:
+    """A timeout on reads of the socket's descriptor (0: none), for the handshake."""
+    whole = int(seconds)
+    value = struct.pack("ll", whole, int((seconds - whole) * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
 
 
 class Offer:
@@ -51,20 +84,30 @@ class Offer:
     def __init__(
         self,
         directory: str,
+        key: bytes,
         level: int,
         take: Callable[[], tuple[Any, bytes] | None],
         done: Callable[[Any, bool, Any], None],
         lost: Callable[[Any], None],
     ) -> None:
         self._take, self._done, self._lost = take, done, lost
+        self._key = key
         # Deeper calls first: their tasks are shorter, so helpers balance better there.
         name = f"{_PREFIX}{99 - min(level, 99):02d}-{os.getpid()}-{next(_ids)}"
         self.path = os.path.join(directory, name)
         self._closed = False
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._sock.bind(self.path)
-            self._sock.listen()
+            if _ABSTRACT:
+                address = f"nest-joblib-{secrets.token_hex(16)}"
+                self._sock.bind("\0" + address)
+                self._sock.listen()
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as marker:
+                    marker.write(address)
+            else:
+                self._sock.bind(self.path)
+                self._sock.listen()
         except OSError:
             self._sock.close()
             raise
@@ -88,12 +131,34 @@ class Offer:
                     conn, _ = self._sock.accept()
                 except OSError:
                     return
-                connection = Connection(conn.detach())
                 threading.Thread(
-                    target=self._serve, args=(connection,), name="nest-joblib-serve", daemon=True
+                    target=self._admit, args=(conn,), name="nest-joblib-serve", daemon=True
                 ).start()
         finally:
             self._sock.close()
+
+    def _admit(self, sock: socket.socket) -> None:
+        """Serve a connection from the tree: this user, with the budget's key."""
+        try:
+            if not _peer_is_us(sock):
+                logger.debug("refused a connection to an offer from another user")
+                sock.close()
+                return
+            _receive_timeout(sock, _HANDSHAKE)
+            conn = Connection(sock.detach())
+        except OSError:
+            sock.close()
+            return
+        try:
+            deliver_challenge(conn, self._key)
+            answer_challenge(conn, self._key)
+        except (AuthenticationError, OSError, EOFError) as exc:
+            logger.debug("refused a connection to an offer without the key: %r", exc)
+            conn.close()
+            return
+        with socket.socket(fileno=os.dup(conn.fileno())) as again:
+            _receive_timeout(again, 0)  # the same socket: no timeout once admitted
+        self._serve(conn)
 
     def _serve(self, conn: Connection) -> None:
         with conn:
@@ -144,6 +209,18 @@ def _offers(directory: str) -> list[str]:
     return [os.path.join(directory, n) for n in sorted(names) if n.startswith(_PREFIX)]
 
 
+def _address(marker: str) -> str | None:
+    """The socket address an offer's marker names (``None``: gone, or not written yet)."""
+    if not _ABSTRACT:
+        return marker
+    try:
+        with open(marker) as f:
+            name = f.read()
+    except OSError:
+        return None
+    return "\0" + name if name else None
+
+
 def help_elsewhere(keeper: Keeper, token: Token) -> bool:
     """The idle policy of :mod:`.keep`: use ``token``, idle in this top-level
     worker, for tasks offered in the tree.
@@ -180,10 +257,13 @@ def help_once(budget: Budget, token: Token, stop: Callable[[], bool]) -> tuple[T
     and how many tasks ran.
     """
     ran = 0
-    for path in _offers(budget.ref.path):
+    for marker in _offers(budget.ref.path):
+        address = _address(marker)
+        if address is None:
+            continue
         try:
-            conn = Client(path, family="AF_UNIX")
-        except OSError:  # the call is over
+            conn = Client(address, family="AF_UNIX", authkey=budget.ref.key)
+        except (OSError, EOFError, AuthenticationError):  # the call is over
             continue
         with conn:
             while not stop():

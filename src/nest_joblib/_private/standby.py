@@ -212,3 +212,14 @@ def stand_by(ref: BudgetRef, mark: str) -> int:
     if ran:
         logger.debug("stood by: helped with %d offered tasks", ran)
     return ran
+
+
+def _after_fork_in_child() -> None:
+    # The parent's top-level calls are not the child's to recall.
+    global _calls_lock
+    _calls.clear()
+    _calls_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,124 @@
+"""The budget directory: made by a root, held for its life, reaped once stale.
+
+A root makes its directory (``nest-joblib-*`` in the temporary directory)
+when its first call needs tokens, and locks ``root.lock`` in it for as long
+as it lives. The kernel drops that lock when the root dies, however it dies
+(SIGKILL, a default SIGTERM, ``os._exit``...), so a directory whose lock is
+free belongs to no live tree: it is *stale*. Stale directories are removed by
+the next root that makes a directory and by every root as it exits, so a run
+leaves none of its own behind, even when one of its processes became a root
+and was killed.
+
+Only directories of this user are touched, never through a symbolic link; a
+directory without ``root.lock`` (made by an older nest-joblib, or by a root
+that is still setting it up) is stale only once it is a minute old.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import shutil
+import stat
+import tempfile
+import time
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+logger = logging.getLogger("nest_joblib")
+
+PREFIX = "nest-joblib-"
+LOCK = "root.lock"
+#: Age after which a directory without a root lock is stale.
+_UNLOCKED_GRACE = 60.0
+
+#: This process's directories -> the descriptor that holds their root lock.
+_mine: dict[str, int] = {}
+
+
+def make() -> str:
+    """A new budget directory, held by this process until it exits."""
+    reap()
+    path = tempfile.mkdtemp(prefix=PREFIX)
+    # Locked before it is called root.lock: a reaper never finds it free.
+    making = os.path.join(path, f"{LOCK}.{os.getpid()}")
+    fd = os.open(making, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.rename(making, os.path.join(path, LOCK))
+    if not _mine:
+        atexit.register(_at_exit, os.getpid())
+    _mine[path] = fd
+    return path
+
+
+def reap(root: str | None = None) -> list[str]:
+    """Remove the stale budget directories of this user in ``root``; their paths."""
+    root = tempfile.gettempdir() if root is None else root
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(PREFIX)]
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        path = os.path.join(root, name)
+        if path in _mine:
+            continue
+        try:
+            if _remove_if_stale(path):
+                removed.append(path)
+        except OSError as exc:  # another root reaped it meanwhile, or it is not ours
+            logger.debug("left %s: %r", path, exc)
+    if removed:
+        logger.debug("removed %d stale budget directories", len(removed))
+    return removed
+
+
+def _remove_if_stale(path: str) -> bool:
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        return False
+    try:
+        fd = os.open(os.path.join(path, LOCK), os.O_RDWR | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        if time.time() - info.st_mtime < _UNLOCKED_GRACE:
+            return False  # a root may be making it right now
+        shutil.rmtree(path)
+        return True
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # its root is alive
+        shutil.rmtree(path)  # holding its lock: no root can revive it meanwhile
+        return True
+    finally:
+        os.close(fd)
+
+
+def _at_exit(pid: int) -> None:
+    if os.getpid() != pid:  # a forked child that exits normally: not its directories
+        return
+    for path, fd in list(_mine.items()):
+        shutil.rmtree(path, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _mine.clear()
+    reap()
+
+
+def _after_fork_in_child() -> None:
+    # The parent's directories stay the parent's: their locks stay held by
+    # the parent's descriptors, so closing ours gives nothing up.
+    for fd in _mine.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _mine.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,115 @@
+"""Nothing left behind: no budget directory outlives its process tree."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import child_command, child_env, run_child_json
+
+psutil = pytest.importorskip("psutil")
+
+
+def ours(tmp: Path) -> list[str]:
+    return sorted(p.name for p in tmp.iterdir() if p.name.startswith("nest-joblib-"))
+
+
+def test_a_root_killed_mid_call_leaves_nothing_once_the_next_root_runs(tmp_path: Path) -> None:
+    env = {"TMPDIR": str(tmp_path), "NEST_JOBLIB_CPUS": "2"}
+    victim = subprocess.Popen(
+        child_command("leftovers_root", "victim"),
+        env=child_env(env),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert victim.stdout is not None
+        report = json.loads(victim.stdout.readline())
+        directory = Path(report["directory"])
+        assert directory.parent == tmp_path
+        assert directory.is_dir()
+        tree = psutil.Process(victim.pid).children(recursive=True)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+        assert directory.is_dir()  # nobody cleaned up: the root died first
+        # Its workers compute for ever: the rest of the tree goes the same way.
+        for proc in tree:
+            proc.kill()
+        psutil.wait_procs(tree, timeout=30)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    assert run_child_json("leftovers_root", "next", env=env) > 0
+    assert ours(tmp_path) == []
+
+
+def test_a_run_leaves_no_directory_of_its_own(tmp_path: Path) -> None:
+    env = {"TMPDIR": str(tmp_path), "NEST_JOBLIB_CPUS": "2"}
+    assert run_child_json("leftovers_root", "next", env=env) > 0
+    assert ours(tmp_path) == []
+
+
+def test_a_sequential_call_makes_no_directory(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            *child_command("leftovers_root", "next")[:1],
+            "-c",
+            "import os, sys\n"
+            "from joblib import Parallel, delayed\n"
+            "Parallel(n_jobs=None)(delayed(abs)(i) for i in range(3))\n"
+            "Parallel(n_jobs=1)(delayed(abs)(i) for i in range(3))\n"
+            "print(sorted(n for n in os.listdir(os.environ['TMPDIR']) if 'nest-joblib' in n))\n"
+            "sys.stdout.flush(); os._exit(0)  # no exit handler may hide a directory\n",
+        ],
+        env=child_env({"TMPDIR": str(tmp_path)}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+    assert not os.listdir(tmp_path) or ours(tmp_path) == []
+
+
+def test_a_process_without_the_key_gets_no_task_and_gives_none() -> None:
+    out = run_child_json("leftovers_intruder", "root", env={"NEST_JOBLIB_CPUS": "2"}, timeout=180)
+    report = out["report"]
+    assert out["offered"], out
+    assert len(report["offers"]) >= 2, out
+    # A wrong key: refused by the challenge, before any task.
+    assert set(report["wrong_key"]) == {"AuthenticationError"}, report
+    # No handshake at all: the challenge protocol's messages, then the door shuts.
+    assert len(report["no_handshake"]) == len(report["offers"])
+    for heard in report["no_handshake"]:
+        assert "pickle" not in heard.split(), report
+        assert heard.split()[-1] in ("EOFError", "ConnectionResetError"), report
+    # Every leaf of the tree ran, and returned its own result: nothing was handed in.
+    assert out["results"] == [list(range(6)), list(range(6))]
+
+
+def test_work_is_shared_under_a_long_temporary_directory(tmp_path: Path) -> None:
+    """A 200-character TMPDIR: offers have no socket path to outgrow."""
+    long = tmp_path / ("d" * (200 - len(str(tmp_path)) - 1))
+    long.mkdir()
+    assert len(str(long)) == 200
+    out = run_child_json(
+        "budget_spare_helps", env={"NEST_JOBLIB_CPUS": "2", "TMPDIR": str(long)}, timeout=120
+    )
+    assert all(leaf["together"] for leaf in out["leaves"])
+    assert len({leaf["pid"] for leaf in out["leaves"]}) == 2
+    assert out["children"] == 0  # shared with the pool's other worker, not a lane
+
+
+def test_a_nested_call_in_a_forked_child_completes() -> None:
+    out = run_child_json("leftovers_fork", env={"NEST_JOBLIB_CPUS": "2"}, timeout=120)
+    for task in out:
+        forked = task["forked"]
+        assert "error" not in forked, forked
+        assert forked["status"] == 0
+        assert forked["pid"] != forked["parent"]
+        assert [leaf[:2] for leaf in forked["results"]] == [[i, True] for i in range(4)]
