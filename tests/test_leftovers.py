@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import child_command, child_env, run_child_json
+from conftest import child_command, child_env, last_json, run_child, run_child_json
 
 psutil = pytest.importorskip("psutil")
 
@@ -113,3 +113,24 @@ def test_a_nested_call_in_a_forked_child_completes() -> None:
         assert forked["status"] == 0
         assert forked["pid"] != forked["parent"]
         assert [leaf[:2] for leaf in forked["results"]] == [[i, True] for i in range(4)]
+
+
+@pytest.mark.parametrize("missing", ["enolck", "tmpdir"])
+def test_without_a_budget_nested_calls_run_as_in_plain_joblib(missing: str, tmp_path: Path) -> None:
+    env = {"NEST_JOBLIB_CPUS": "2", "TMPDIR": str(tmp_path)}
+    proc = run_child("leftovers_no_budget", missing, env=env, timeout=120)
+    assert (
+        last_json(proc.stdout)
+        == [
+            [
+                "ThreadingBackend",
+                [[0, "SequentialBackend"], [1, "SequentialBackend"], [4, "SequentialBackend"]],
+            ]
+        ]
+        * 2
+    )
+    warnings = [line for line in proc.stderr.splitlines() if "NestJoblibWarning" in line]
+    assert len(warnings) == 1, proc.stderr
+    assert "cannot make the CPU budget" in warnings[0]
+    assert "plain joblib" in warnings[0]
+    assert ours(tmp_path) == []

@@ -377,15 +377,27 @@ def budget_for(ref: BudgetRef) -> Budget:
         return budget
 
 
+class BudgetUnavailable(OSError):
+    """No budget can be made here: the temporary directory or ``flock`` fails."""
+
+
 def root_budget(size: int) -> BudgetRef:
-    """The budget of the tree rooted in this process, made on first use."""
+    """The budget of the tree rooted in this process, made on first use.
+
+    Raises :class:`BudgetUnavailable` when its directory cannot be made or
+    locked (an unwritable temporary directory, a file system without
+    ``flock``).
+    """
     global _own
     with _budgets_lock:
         if _own is None or _own.size != size:
             if fcntl is None:
                 _own = BudgetRef("", size)
             else:
-                path = directory.make()
+                try:
+                    path = directory.make()
+                except OSError as exc:
+                    raise BudgetUnavailable(exc.errno, f"{type(exc).__name__}: {exc}") from exc
                 _own = BudgetRef(path, size, secrets.token_bytes(32))
                 logger.debug("CPU budget of %d tokens in %s", size, path)
         return _own

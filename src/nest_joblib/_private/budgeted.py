@@ -18,6 +18,8 @@ from typing import Any, Callable, Union
 
 from joblib.parallel import cpu_count
 
+from nest_joblib._warnings import warn
+
 from . import budget as budget_mod
 from . import contract
 from .arrays import TaskPickler
@@ -30,6 +32,11 @@ from .state import settings
 logger = logging.getLogger("nest_joblib")
 
 Shape = Union[TopLevelPool, NestedCall]
+
+
+#: Why no budget can be made in this process (then nested calls nest as in
+#: plain joblib: threads at the first level, sequential below).
+_unavailable: str | None = None
 
 
 def budget_size() -> int | None:
@@ -50,17 +57,32 @@ class BudgetedLokyMixin:
             return self.__dict__["_nest_ref"]  # type: ignore[no-any-return]
         except KeyError:
             pass
+        global _unavailable
         size = budget_size()
-        ref = None if size is None else budget_mod.root_budget(size)
+        ref = None
+        if size is not None and _unavailable is None:
+            try:
+                ref = budget_mod.root_budget(size)
+            except budget_mod.BudgetUnavailable as exc:
+                _unavailable = str(exc)
+                warn(
+                    f"cannot make the CPU budget ({exc}); nested calls of this process "
+                    "run as in plain joblib (threads, then sequential)"
+                )
         self._nest_ref = ref
         return ref
+
+    def get_nested_backend(self) -> Any:
+        if _unavailable is not None and self._budget_ref() is None:
+            return contract.ParallelBackendBase.get_nested_backend(self)  # joblib's own
+        return super().get_nested_backend()  # type: ignore[misc]
 
     def _budget_size(self) -> int | None:
         """The budget's size (``None``: off), without making its directory."""
         if "_nest_ref" in self.__dict__:
             ref: BudgetRef | None = self.__dict__["_nest_ref"]
             return None if ref is None else ref.size
-        return budget_size()
+        return None if _unavailable is not None else budget_size()
 
     def _copy_nest_state(self, nested: Any) -> None:
         nested._nest_ref = self._budget_ref()

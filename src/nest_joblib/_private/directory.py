@@ -45,11 +45,19 @@ def make() -> str:
     """A new budget directory, held by this process until it exits."""
     reap()
     path = tempfile.mkdtemp(prefix=PREFIX)
-    # Locked before it is called root.lock: a reaper never finds it free.
-    making = os.path.join(path, f"{LOCK}.{os.getpid()}")
-    fd = os.open(making, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    os.rename(making, os.path.join(path, LOCK))
+    try:
+        # Locked before it is called root.lock: a reaper never finds it free.
+        making = os.path.join(path, f"{LOCK}.{os.getpid()}")
+        fd = os.open(making, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ENOLCK, EINVAL...: no flock here
+            os.rename(making, os.path.join(path, LOCK))
+        except OSError:
+            os.close(fd)
+            raise
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
     if not _mine:
         atexit.register(_at_exit, os.getpid())
     _mine[path] = fd

@@ -1,0 +1,48 @@
+"""A budget that cannot be made: ``flock`` fails with ENOLCK (argv[1] ==
+"enolck"), or no temporary directory can be made ("tmpdir"), both patched in
+this root, the one process that makes the budget (as root, a directory's mode
+does not stop this process). Nested calls must then run as in plain joblib.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import sys
+import tempfile
+
+from joblib import Parallel, delayed
+from joblib.parallel import get_active_backend
+
+from children.common import emit
+
+
+def _no_flock(fd: object, operation: int) -> None:
+    raise OSError(errno.ENOLCK, "No locks available")
+
+
+def _no_directory(*args: object, **kwargs: object) -> str:
+    raise PermissionError(errno.EACCES, "Permission denied", "/tmp")
+
+
+def leaf(i: int) -> list[object]:
+    backend, _ = get_active_backend()
+    return [i * i, type(backend).__name__]
+
+
+def middle(i: int) -> list[object]:
+    backend, _ = get_active_backend()
+    leaves = Parallel(n_jobs=2)(delayed(leaf)(j) for j in range(3))
+    return [type(backend).__name__, leaves]
+
+
+def main() -> None:
+    if sys.argv[1:] == ["enolck"]:
+        fcntl.flock = _no_flock
+    else:
+        tempfile.mkdtemp = _no_directory  # type: ignore[assignment]
+    emit(Parallel(n_jobs=2)(delayed(middle)(i) for i in range(2)))
+
+
+if __name__ == "__main__":
+    main()
