@@ -134,3 +134,33 @@ def test_without_a_budget_nested_calls_run_as_in_plain_joblib(missing: str, tmp_
     assert "cannot make the CPU budget" in warnings[0]
     assert "plain joblib" in warnings[0]
     assert ours(tmp_path) == []
+
+
+def test_a_large_budget_with_few_descriptors_completes() -> None:
+    """``ulimit -n 256`` and a budget of 200: descriptors per process stay bounded."""
+    import resource
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    proc = subprocess.run(
+        child_command("leftovers_many_cpus"),
+        env=child_env({"NEST_JOBLIB_CPUS": "200"}),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=few_descriptors,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = last_json(proc.stdout)
+    assert out["nofile"] == 256
+    assert out["total"] == 64 * sum(range(1000)) * 20
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd")
+def test_descriptors_stay_bounded_whatever_the_budget() -> None:
+    out = run_child_json("budget_descriptors")
+    assert out["held_elsewhere"] == 199
+    assert out["error"] is None
+    assert out["found"] == [7] * 20  # the one free slot, found every time
+    assert out["fds"] < 64

@@ -86,8 +86,10 @@ class Budget:
     def __init__(self, ref: BudgetRef) -> None:
         self.ref = ref
         self._lock = threading.Lock()
-        self._fds: dict[int, int] = {}
-        self._probes: dict[int, int] = {}
+        # Descriptors of the slot and reservation files, a bounded number open
+        # at once whatever the budget's size (a held slot's stays open).
+        self._fds = _Files(ref.path, "slot")
+        self._probes = _Files(ref.path, "res")
         # flock belongs to an open file description, so this process must
         # itself keep two of its threads off the same slot.
         self._held: set[int] = set()
@@ -115,12 +117,13 @@ class Budget:
                     fcntl.flock(fd, fcntl.LOCK_UN)
                     continue
                 self._held.add(slot)
+                self._fds.pin(slot)
                 return Token(self, slot)
         return None
 
     def _reserved(self, slot: int) -> bool:
         """Whether a dispatcher reserves ``slot`` for the batch it handed off."""
-        return _locked(self._probes, os.path.join(self.ref.path, f"res-{slot}"), slot)
+        return _locked(self._probes, slot)
 
     def acquire(self) -> Token | None:
         """Wait for a free token (``None`` only from the static stand-in)."""
@@ -192,6 +195,7 @@ class Budget:
             except OSError:
                 return None
             self._held.add(slot)
+            self._fds.pin(slot)
             return Token(self, slot)
 
     def hand_off(self, token: Token) -> int:
@@ -218,23 +222,19 @@ class Budget:
         return True
 
     def _fd(self, slot: int) -> int:
-        fd = self._fds.get(slot)
-        if fd is None:
-            fd = os.open(os.path.join(self.ref.path, f"slot-{slot}"), os.O_RDWR | os.O_CREAT, 0o600)
-            self._fds[slot] = fd
-        return fd
+        return self._fds.get(slot)
 
     def _release(self, slot: int) -> None:
         with self._lock:
             if slot in self._held:
-                fcntl.flock(self._fds[slot], fcntl.LOCK_UN)
+                fcntl.flock(self._fds.get(slot), fcntl.LOCK_UN)
                 self._held.discard(slot)
+                self._fds.unpin(slot)
 
     def _forget(self) -> None:
         """In a forked child: the parent's locks are not ours to give back."""
-        _close_all([*self._fds.values(), *self._probes.values()])
-        self._fds.clear()
-        self._probes.clear()
+        self._fds.close_all()
+        self._probes.close_all()
         self._held.clear()
         if self._handoffs is not None:
             self._handoffs.forget()
@@ -259,7 +259,7 @@ class Handoffs:
         self._pending: dict[int, Token] = {}
         #: Reserved slots (the lock on ``res-<slot>`` is held through the fd).
         self._reserved: dict[int, int] = {}
-        self._reqs: dict[int, int] = {}
+        self._reqs = _Files(budget.ref.path, "req")
         self._watching = False
 
     def add(self, token: Token) -> None:
@@ -290,7 +290,7 @@ class Handoffs:
 
     def _requested(self, slot: int) -> bool:
         """Whether the worker holds the request lock of ``slot``."""
-        return _locked(self._reqs, os.path.join(self._budget.ref.path, f"req-{slot}"), slot)
+        return _locked(self._reqs, slot)
 
     def _watch(self) -> None:
         # The request is a lock taken in another process: nothing here can
@@ -318,14 +318,52 @@ class Handoffs:
 
     def forget(self) -> None:
         """In a forked child: the parent's reservations are not ours to keep."""
-        _close_all([*self._reserved.values(), *self._reqs.values()])
+        _close_all(list(self._reserved.values()))
+        self._reqs.close_all()
 
 
-def _locked(fds: dict[int, int], path: str, slot: int) -> bool:
-    """Whether another open file holds a lock on ``path`` (its fd cached in ``fds``)."""
-    fd = fds.get(slot)
-    if fd is None:
-        fd = fds[slot] = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+class _Files:
+    """Descriptors of ``<kind>-<slot>`` files in a budget directory, opened on demand.
+
+    At most :data:`_OPEN` stay open besides the pinned ones (whose lock this
+    process holds: closing them would drop it), so a budget of any size costs
+    a bounded number of descriptors per process.
+    """
+
+    def __init__(self, directory: str, kind: str) -> None:
+        self._prefix = os.path.join(directory, f"{kind}-")
+        self._open: dict[int, int] = {}  # slot -> fd, least recently used first
+        self._pinned: set[int] = set()
+
+    def get(self, slot: int) -> int:
+        fd = self._open.pop(slot, None)
+        if fd is None:
+            fd = os.open(f"{self._prefix}{slot}", os.O_RDWR | os.O_CREAT, 0o600)
+            unpinned = [s for s in self._open if s not in self._pinned]
+            for old in unpinned[: max(0, len(unpinned) + 1 - _OPEN)]:
+                os.close(self._open.pop(old))
+        self._open[slot] = fd
+        return fd
+
+    def pin(self, slot: int) -> None:
+        self._pinned.add(slot)
+
+    def unpin(self, slot: int) -> None:
+        self._pinned.discard(slot)
+
+    def close_all(self) -> None:
+        _close_all(list(self._open.values()))
+        self._open.clear()
+        self._pinned.clear()
+
+
+#: Descriptors a :class:`_Files` keeps open besides the pinned ones.
+_OPEN = 16
+
+
+def _locked(files: _Files, slot: int) -> bool:
+    """Whether another open file holds a lock on ``files``' file of ``slot``."""
+    fd = files.get(slot)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
