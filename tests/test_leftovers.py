@@ -164,3 +164,11 @@ def test_descriptors_stay_bounded_whatever_the_budget() -> None:
     assert out["error"] is None
     assert out["found"] == [7] * 20  # the one free slot, found every time
     assert out["fds"] < 64
+
+
+@pytest.mark.parametrize(("where", "cpus"), [("feeder", "4"), ("inline", "2")])
+def test_an_error_in_a_background_thread_fails_the_nested_call(where: str, cpus: str) -> None:
+    out = run_child_json("leftovers_thread_error", where, env={"NEST_JOBLIB_CPUS": cpus})
+    assert out, out
+    for result in out:
+        assert result == "Injected: an error injected into a background thread"

@@ -293,6 +293,19 @@ class Handoffs:
         return _locked(self._reqs, slot)
 
     def _watch(self) -> None:
+        try:
+            self._watch_requests()
+        except OSError as exc:  # cannot look (descriptors exhausted...): let go of it all
+            logger.debug("the hand-off watcher failed: %r", exc)
+            with self._cond:
+                pending, self._pending = list(self._pending.values()), {}
+                for slot in list(self._reserved):
+                    self._unreserve(slot)
+                self._watching = False
+            for token in pending:  # each batch then takes any free slot after its grace
+                token.release()
+
+    def _watch_requests(self) -> None:
         # The request is a lock taken in another process: nothing here can
         # wake this thread, so it looks every few milliseconds.
         while True:

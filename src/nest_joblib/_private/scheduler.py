@@ -122,19 +122,38 @@ class Scheduler:
         #: Inline tasks that wait get stand-ins (where threads have CPU clocks).
         self._stand_ins = self.inline and n_jobs > 1 and waits.supported()
         self._watched = False  # by the watcher, now
-        self._threads: list[threading.Thread] = []
         if self.inline:
-            self._threads.append(
-                threading.Thread(target=self._run_inline, name="nest-joblib-inline", daemon=True)
-            )
             if not budget.static and n_jobs > 1:
                 self._open_offer()
+            self._thread(self._run_inline, "inline")
         if not budget.static:
-            self._threads.append(
-                threading.Thread(target=self._feed_lanes, name="nest-joblib-feeder", daemon=True)
-            )
-        for thread in self._threads:
-            thread.start()
+            self._thread(self._feed_lanes, "feeder")
+
+    def _thread(self, target: Callable[..., None], name: str, *args: Any) -> None:
+        """Start a thread of this call that never dies silently.
+
+        An unexpected error in it fails the call's queued tasks with that
+        error, which the nested ``Parallel`` then raises.
+        """
+
+        def guarded() -> None:
+            try:
+                target(*args)
+            except BaseException as exc:
+                logger.debug("nest-joblib-%s failed: %r", name, exc)
+                self._abandon(exc)
+
+        threading.Thread(target=guarded, name=f"nest-joblib-{name}", daemon=True).start()
+
+    def _abandon(self, exc: BaseException) -> None:
+        with self._cond:
+            self._failed = True
+            items, self._queue = list(self._queue), collections.deque()
+            self._cond.notify_all()
+        for item in items:
+            if item.future.set_running_or_notify_cancel():
+                item.future.set_exception(exc)
+        self.news.set()
 
     # -- the calling Parallel ------------------------------------------------
 
@@ -225,6 +244,14 @@ class Scheduler:
 
     def _run(self, item: _Item, token: Token | None) -> Token | None:
         """Run ``item`` in this thread holding ``token``; the token it ends with."""
+        try:
+            return self._run_here(item, token)
+        except BaseException as exc:  # ours, not the task's: fail it, then the call
+            if not item.future.done():
+                item.future.set_exception(exc)
+            raise
+
+    def _run_here(self, item: _Item, token: Token | None) -> Token | None:
         me = threading.get_ident()
         clock = waits.Clock() if self._stand_ins else None
         with self._cond:
@@ -253,31 +280,33 @@ class Scheduler:
         """The call's own runner: its tasks, one at a time, on the caller's token."""
         token: Token | None = None
         first = True
-        while True:
-            item = self._next()
-            if item is None:
-                break
-            if not item.future.set_running_or_notify_cancel():
-                continue
-            if token is None and first and self._caller_lends:
-                # The caller's own CPU: a free one taken before the caller
-                # lends its token would leave that token idle in this call.
-                token = self._lent_token()
-            elif token is None and self._caller_lends:
-                token = self.take_back()  # the caller's lent token, or a free one
-            first = False
-            token = self._run(item, token)
-            with self._cond:
-                self._inline_busy = False
-                if token is not None and not (self._queue and self._startable()):
-                    if (self._remote_running or self._starting) and not self._inline:
-                        # Only lanes are left: the CPU is free for the tree.
-                        token.release()
-                    else:  # the end of the call, or stand-ins still run: keep it
-                        self._park(token)
-                    token = None
-        if token is not None:
-            token.release()
+        try:
+            while True:
+                item = self._next()
+                if item is None:
+                    break
+                if not item.future.set_running_or_notify_cancel():
+                    continue
+                if token is None and first and self._caller_lends:
+                    # The caller's own CPU: a free one taken before the caller
+                    # lends its token would leave that token idle in this call.
+                    token = self._lent_token()
+                elif token is None and self._caller_lends:
+                    token = self.take_back()  # the caller's lent token, or a free one
+                first = False
+                token = self._run(item, token)
+                with self._cond:
+                    self._inline_busy = False
+                    if token is not None and not (self._queue and self._startable()):
+                        if (self._remote_running or self._starting) and not self._inline:
+                            # Only lanes are left: the CPU is free for the tree.
+                            token.release()
+                        else:  # the end of the call, or stand-ins still run: keep it
+                            self._park(token)
+                        token = None
+        finally:  # the end of the call, or an error in this thread (see _thread)
+            if token is not None:
+                token.release()
 
     def _lent_token(self) -> Token | None:
         with self._cond:
@@ -309,7 +338,7 @@ class Scheduler:
         with self._cond:
             if not (self._queue and self._startable()):
                 return False
-        threading.Thread(target=self._stand_in, name="nest-joblib-stand-in", daemon=True).start()
+        self._thread(self._stand_in, "stand-in")
         return True
 
     def _stand_in(self) -> None:
@@ -401,12 +430,7 @@ class Scheduler:
                 # for the inline runner or for lanes that are already up.
                 with self._cond:
                     self._starting += 1
-                threading.Thread(
-                    target=self._start_lane,
-                    args=(token,),
-                    name="nest-joblib-lane-start",
-                    daemon=True,
-                ).start()
+                self._thread(self._start_lane, "lane-start", token)
                 continue
             item = self._take_remote()
             payload = None if item is None else self._payload(item)
@@ -466,9 +490,7 @@ class Scheduler:
             self._starting -= 1
             if lane is None and not self.inline:
                 self.inline = True
-                threading.Thread(
-                    target=self._run_inline, name="nest-joblib-inline", daemon=True
-                ).start()
+                self._thread(self._run_inline, "inline")
             self._cond.notify_all()
 
     # -- helpers: idle top-level workers elsewhere in the tree (see .sharing) --

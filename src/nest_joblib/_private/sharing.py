@@ -161,6 +161,15 @@ class Offer:
         self._serve(conn)
 
     def _serve(self, conn: Connection) -> None:
+        in_hand: list[Any] = []  # the task handed out and not answered yet
+        try:
+            self._serve_tasks(conn, in_hand)
+        except BaseException as exc:  # never lose a task to an error of ours
+            logger.debug("an offer's connection failed: %r", exc)
+            for item in in_hand:
+                self._lost(item)
+
+    def _serve_tasks(self, conn: Connection, in_hand: list[Any]) -> None:
         with conn:
             while True:
                 try:
@@ -172,16 +181,19 @@ class Offer:
                     _send(conn, b"")
                     return
                 item, task = taken
+                in_hand.append(item)
                 try:
                     conn.send_bytes(task)
                     data = conn.recv_bytes()
                 except (OSError, EOFError):  # the helper went away
+                    in_hand.clear()
                     self._lost(item)
                     return
                 try:
                     ok, value = pickle.loads(data)
                 except Exception as exc:
                     ok, value = False, exc
+                in_hand.clear()
                 self._done(item, ok, value)
 
 

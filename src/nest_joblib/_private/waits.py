@@ -165,6 +165,15 @@ class Watcher:
         return idle
 
     def _run(self) -> None:
+        try:
+            self._watch()
+        except Exception as exc:  # no stand-ins then: tasks run one at a time, as before
+            logger.debug("the wait watcher failed: %r", exc)
+            with self._cond:
+                self._calls.clear()
+                self._running = False
+
+    def _watch(self) -> None:
         while True:
             with self._cond:
                 if not self._calls:

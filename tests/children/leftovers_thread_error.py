@@ -1,0 +1,56 @@
+"""An error injected into a background thread of a nested call, in the outer task.
+
+argv[1]: "feeder" (the call found a free CPU: its tasks wait for lanes, which
+its feeder thread starts; the feeder fails) or "inline" (no CPU is free: the
+call runs its tasks in its caller, and the inline runner fails).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+
+from joblib import Parallel, delayed
+
+from children.common import emit, meet
+
+
+def leaf(i: int) -> int:
+    return i
+
+
+class Injected(RuntimeError):
+    pass
+
+
+def boom(*args: object, **kwargs: object) -> None:
+    raise Injected("an error injected into a background thread")
+
+
+def outer(where: str, barrier: str | None) -> str:
+    from nest_joblib._private import scheduler, waits
+
+    if barrier is not None:
+        meet(barrier, 2)  # both CPUs held: the nested call runs inline
+    if where == "feeder":
+        scheduler.Scheduler._take_cpu = boom  # type: ignore[method-assign]
+    else:
+        waits.Clock.__init__ = boom  # type: ignore[method-assign]
+    try:
+        Parallel(n_jobs=2)(delayed(leaf)(i) for i in range(4))
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "no error"
+
+
+def main() -> None:
+    where = sys.argv[1]
+    if where == "feeder":  # one outer task on a budget of 4: CPUs are free below it
+        emit(Parallel(n_jobs=2)(delayed(outer)(where, None) for _ in range(1)))
+        return
+    with tempfile.TemporaryDirectory() as barrier:
+        emit(Parallel(n_jobs=2)(delayed(outer)(where, barrier) for _ in range(2)))
+
+
+if __name__ == "__main__":
+    main()
