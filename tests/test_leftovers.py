@@ -172,3 +172,28 @@ def test_an_error_in_a_background_thread_fails_the_nested_call(where: str, cpus:
     assert out, out
     for result in out:
         assert result == "Injected: an error injected into a background thread"
+
+
+@pytest.mark.slow
+def test_joblibs_own_tests_leave_no_budget_directory(tmp_path: Path) -> None:
+    """joblib's test_parallel (nested calls, aborts, timeouts, errors) with the plugin on."""
+    proc = subprocess.run(
+        [
+            *child_command("leftovers_root", "next")[:1],
+            "-m",
+            "pytest",
+            "--pyargs",
+            "joblib.test.test_parallel",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "nested or abort or timeout or exception",
+        ],
+        env=child_env({"TMPDIR": str(tmp_path)}),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert " passed" in proc.stdout.splitlines()[-1], proc.stdout[-2000:]
+    assert ours(tmp_path) == []
