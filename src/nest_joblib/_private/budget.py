@@ -25,6 +25,8 @@ import time
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+from nest_joblib._warnings import warn
+
 from . import directory
 
 try:
@@ -85,6 +87,8 @@ class Budget:
 
     def __init__(self, ref: BudgetRef) -> None:
         self.ref = ref
+        #: Why the budget's files cannot be locked in this process, once seen.
+        self.broken: str | None = None
         self._lock = threading.Lock()
         # Descriptors of the slot and reservation files, a bounded number open
         # at once whatever the budget's size (a held slot's stays open).
@@ -106,30 +110,43 @@ class Budget:
         with self._lock:
             for i in range(size):
                 slot = (start + i) % size
+                if self.broken is not None:
+                    return None
                 if slot in self._held:
                     continue
-                fd = self._fd(slot)
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    continue
-                if self._reserved(slot):  # between a dispatcher and its batch
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                    continue
+                    fd = self._fd(slot)
+                    if not _lock(fd):
+                        continue
+                    if self._reserved(slot):  # between a dispatcher and its batch
+                        fcntl.flock(fd, fcntl.LOCK_UN)
+                        continue
+                except OSError as exc:
+                    self._break(exc)
+                    return None
                 self._held.add(slot)
                 self._fds.pin(slot)
                 return Token(self, slot)
         return None
+
+    def _break(self, exc: OSError) -> None:
+        """The budget's files cannot be locked here (not merely held elsewhere)."""
+        if self.broken is None:
+            self.broken = f"{type(exc).__name__}: {exc}"
+            warn(
+                f"cannot lock the CPU budget's files ({self.broken}); this process runs "
+                "its tasks without tokens, and its nested calls in their caller"
+            )
 
     def _reserved(self, slot: int) -> bool:
         """Whether a dispatcher reserves ``slot`` for the batch it handed off."""
         return _locked(self._probes, slot)
 
     def acquire(self) -> Token | None:
-        """Wait for a free token (``None`` only from the static stand-in)."""
+        """Wait for a free token (``None`` from the static stand-in, or when broken)."""
         for delay in backoff():
             token = self.try_acquire()
-            if token is not None:
+            if token is not None or self.broken is not None:
                 return token
             time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -141,13 +158,25 @@ class Budget:
         request and unlocks the slot. Should someone else be quicker, any
         free slot will do after a short grace period.
         """
-        req = os.open(os.path.join(self.ref.path, f"req-{slot}"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            path = os.path.join(self.ref.path, f"req-{slot}")
+            req = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            self._break(exc)
+            return None
         try:
             fcntl.flock(req, fcntl.LOCK_EX)
             token = self._wait_for(slot)
+        except OSError as exc:
+            os.close(req)
+            self._break(exc)
+            return None
         except BaseException:
             os.close(req)
             raise
+        if token is None:
+            os.close(req)
+            return None
         if token.slot == slot:
             os.close(req)  # drops the request lock
         else:
@@ -162,14 +191,14 @@ class Budget:
             ).start()
         return token
 
-    def _wait_for(self, slot: int) -> Token:
+    def _wait_for(self, slot: int) -> Token | None:
         """``slot`` once its holder lets go, or any free slot after a grace period."""
         deadline = time.monotonic() + _HANDOFF_GRACE
         for delay in backoff():
             token = self._try_slot(slot)
             if token is None and time.monotonic() > deadline:
                 token = self.try_acquire()
-            if token is not None:
+            if token is not None or self.broken is not None:
                 return token
             time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -188,11 +217,13 @@ class Budget:
 
     def _try_slot(self, slot: int) -> Token | None:
         with self._lock:
-            if slot in self._held:
+            if slot in self._held or self.broken is not None:
                 return None
             try:
-                fcntl.flock(self._fd(slot), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+                if not _lock(self._fd(slot)):
+                    return None
+            except OSError as exc:
+                self._break(exc)
                 return None
             self._held.add(slot)
             self._fds.pin(slot)
@@ -374,12 +405,23 @@ class _Files:
 _OPEN = 16
 
 
+def _lock(fd: int) -> bool:
+    """Lock ``fd`` if no one else holds it: whether it is ours now.
+
+    Only ``EWOULDBLOCK``/``EAGAIN`` means "held elsewhere"; any other error
+    (``ENOLCK`` on NFS without lockd...) means "cannot lock here", raised.
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 def _locked(files: _Files, slot: int) -> bool:
     """Whether another open file holds a lock on ``files``' file of ``slot``."""
     fd = files.get(slot)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    if not _lock(fd):
         return True
     fcntl.flock(fd, fcntl.LOCK_UN)
     return False

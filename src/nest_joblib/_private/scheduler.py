@@ -191,7 +191,7 @@ class Scheduler:
                 token, self._lent = self._lent, None
                 if token is None:
                     token = self._budget.try_acquire()
-                if token is not None or not wait:
+                if token is not None or not wait or self._budget.broken is not None:
                     return token
                 self._cond.wait(delay)
         raise AssertionError("unreachable")  # pragma: no cover
