@@ -197,3 +197,13 @@ def test_joblibs_own_tests_leave_no_budget_directory(tmp_path: Path) -> None:
     )
     assert " passed" in proc.stdout.splitlines()[-1], proc.stdout[-2000:]
     assert ours(tmp_path) == []
+
+
+def test_a_process_whose_locks_fail_runs_its_tasks_without_waiting() -> None:
+    proc = run_child("leftovers_no_budget", "worker", env={"NEST_JOBLIB_CPUS": "2"}, timeout=120)
+    out = last_json(proc.stdout)
+    assert [[square for square, _ in leaves] for _, leaves in out] == [[0, 1, 4]] * 2
+    warnings = [line for line in proc.stderr.splitlines() if "NestJoblibWarning" in line]
+    assert len(warnings) == 1, proc.stderr
+    assert "cannot lock the CPU budget's files" in warnings[0]
+    assert "No locks available" in warnings[0]
