@@ -207,3 +207,11 @@ def test_a_process_whose_locks_fail_runs_its_tasks_without_waiting() -> None:
     assert len(warnings) == 1, proc.stderr
     assert "cannot lock the CPU budget's files" in warnings[0]
     assert "No locks available" in warnings[0]
+
+
+def test_without_sockets_nested_calls_complete_with_one_warning_per_process() -> None:
+    proc = run_child("leftovers_no_sockets", env={"NEST_JOBLIB_CPUS": "2"}, timeout=120)
+    assert last_json(proc.stdout) == [[0, 1, 4, 9]] * 2
+    warnings = [line for line in proc.stderr.splitlines() if "NestJoblibWarning" in line]
+    assert len(warnings) == 2, proc.stderr  # one in each outer task's process
+    assert all("cannot offer tasks to idle workers" in line for line in warnings)

@@ -34,6 +34,8 @@ import time
 from concurrent.futures import Future
 from typing import Any, Callable
 
+from nest_joblib._warnings import warn
+
 from . import budget as budget_mod
 from . import contract, waits
 from .arrays import Pickled, TaskPickler
@@ -59,6 +61,9 @@ class _Item:
         #: The task pickled for a lane or a helper, once.
         self.payload: bytes | None = None
 
+
+#: Offers could not be made here (no Unix sockets): said once per process.
+_offers_failed = False
 
 #: Nesting level -> running mean of a task's duration there, in this process.
 _task_seconds: dict[int, float] = {}
@@ -506,7 +511,13 @@ class Scheduler:
                 self._offer_lost,
             )
         except OSError as exc:  # no Unix sockets here: lanes only
-            logger.debug("cannot offer tasks to helpers: %r", exc)
+            global _offers_failed
+            if not _offers_failed:  # once per process
+                _offers_failed = True
+                warn(
+                    f"cannot offer tasks to idle workers ({type(exc).__name__}: {exc}); "
+                    "nested calls of this process share no work, and start lanes instead"
+                )
 
     def _offer_take(self) -> tuple[_Item, bytes] | None:
         with self._cond:
