@@ -215,3 +215,27 @@ def test_without_sockets_nested_calls_complete_with_one_warning_per_process() ->
     warnings = [line for line in proc.stderr.splitlines() if "NestJoblibWarning" in line]
     assert len(warnings) == 2, proc.stderr  # one in each outer task's process
     assert all("cannot offer tasks to idle workers" in line for line in warnings)
+
+
+def test_memory_maps_of_a_tree_killed_whole_go_with_the_next_root(tmp_path: Path) -> None:
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    env = {"TMPDIR": str(tmp_path), "NEST_JOBLIB_CPUS": "2", "JOBLIB_TEMP_FOLDER": str(maps)}
+    victim = subprocess.Popen(
+        child_command("leftovers_maps"), env=child_env(env), stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert victim.stdout is not None
+        report = json.loads(victim.stdout.readline())
+        assert [name for name in report["maps"] if name.startswith("joblib_memmapping_folder_")]
+        tree = [psutil.Process(victim.pid), *psutil.Process(victim.pid).children(recursive=True)]
+        for proc in tree:  # the whole tree, loky's resource tracker included
+            proc.kill()
+        psutil.wait_procs(tree, timeout=30)
+        assert os.listdir(maps)  # nobody cleaned up
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    assert run_child_json("leftovers_root", "next", env=env) > 0
+    assert os.listdir(maps) == []
+    assert ours(tmp_path) == []

@@ -12,6 +12,13 @@ and was killed.
 Only directories of this user are touched, never through a symbolic link; a
 directory without ``root.lock`` (made by an older nest-joblib, or by a root
 that is still setting it up) is stale only once it is a minute old.
+
+The memory maps of nested calls live in joblib's own folders
+(``joblib_memmapping_folder_<pid>_...``, see :mod:`.arrays`), which loky's
+resource tracker removes when their tree ends; a tree killed whole, tracker
+included, leaves them. So the same reaping removes those of this user in
+joblib's default places (``JOBLIB_TEMP_FOLDER``, ``/dev/shm``, the temporary
+directory) whose process is gone.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import atexit
 import contextlib
 import logging
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -34,6 +42,8 @@ logger = logging.getLogger("nest_joblib")
 
 PREFIX = "nest-joblib-"
 LOCK = "root.lock"
+#: joblib's memory-map folders, by the pid of the process that made them.
+_MEMMAPS = re.compile(r"joblib_memmapping_folder_(\d+)_")
 #: Age after which a directory without a root lock is stale.
 _UNLOCKED_GRACE = 60.0
 
@@ -81,9 +91,43 @@ def reap(root: str | None = None) -> list[str]:
                 removed.append(path)
         except OSError as exc:  # another root reaped it meanwhile, or it is not ours
             logger.debug("left %s: %r", path, exc)
+    removed += _reap_memmaps([root, os.environ.get("JOBLIB_TEMP_FOLDER"), "/dev/shm"])
     if removed:
-        logger.debug("removed %d stale budget directories", len(removed))
+        logger.debug("removed %d stale directories", len(removed))
     return removed
+
+
+def _reap_memmaps(roots: list[str | None]) -> list[str]:
+    """joblib's memory-map folders of this user whose process is gone."""
+    removed = []
+    for root in dict.fromkeys(r for r in roots if r):
+        try:
+            names = os.listdir(root)
+        except OSError:
+            continue
+        for name in names:
+            match = _MEMMAPS.match(name)
+            if match is None or _alive(int(match.group(1))):
+                continue
+            path = os.path.join(root, name)
+            try:
+                info = os.lstat(path)
+                if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+                    shutil.rmtree(path)
+                    removed.append(path)
+            except OSError as exc:  # its tracker removed it meanwhile
+                logger.debug("left %s: %r", path, exc)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 def _remove_if_stale(path: str) -> bool:
