@@ -325,9 +325,16 @@ class Scheduler:
     def wants_stand_in(self) -> bool | None:
         with self._cond:
             if self._closed or not self._queue:
-                self._watched = False  # submit() asks again
                 return None
             return self._all_wait() and self._stand_in_room()
+
+    def unwatched(self) -> None:
+        """The watcher let go of this call: ask again if a task came meanwhile."""
+        with self._cond:
+            again = bool(self._queue) and not self._closed
+            self._watched = again
+        if again:
+            waits.watcher.watch(self)
 
     def _all_wait(self) -> bool:
         """Whether every running inline task waits (under the condition)."""

@@ -117,6 +117,9 @@ class Watched(Protocol):
         """True: every running inline task waits and a task is ready to start
         beside them; False: not now; None: stop watching me."""
 
+    def unwatched(self) -> None:
+        """The watcher stopped watching (after ``None``); the call may ask again."""
+
     def stand_in(self) -> bool:
         """Start a stand-in for the next queued task; whether one started."""
 
@@ -187,6 +190,7 @@ class Watcher:
                 verdict = call.wants_stand_in()
                 if verdict is None:
                     self.unwatch(call)
+                    call.unwatched()
                 elif verdict and idle > 0 and call.stand_in():
                     logger.debug("a stand-in beside waiting tasks (%d idle tokens here)", idle)
                     idle -= 1
