@@ -3,8 +3,8 @@
 The root's two outer tasks hold both CPUs; each nested call runs inline and
 offers its queued leaves, which spin until the intruder is done. The
 intruder (a separate interpreter, ``argv[1] == "intruder"``) finds the offers
-in the budget directory and tries them with a wrong key and with no
-handshake at all.
+in the budget directory and tries them as a helper would with a wrong key,
+and asking for a task (and handing in a result) without any key.
 """
 
 from __future__ import annotations
@@ -35,10 +35,9 @@ def outer(barrier: str, done: str) -> list[int]:
 def intruder(directory: str) -> None:
     """Try every offer without the key; report what came back."""
     import socket
-    from multiprocessing import AuthenticationError
-    from multiprocessing.connection import Client, Connection
+    from multiprocessing.connection import Connection
 
-    from nest_joblib._private.sharing import _address, _offers
+    from nest_joblib._private.sharing import _address, _connect, _offers
 
     report: dict[str, list[str]] = {"offers": [], "wrong_key": [], "no_handshake": []}
     for marker in _offers(directory):
@@ -46,11 +45,11 @@ def intruder(directory: str) -> None:
         if address is None:
             continue
         report["offers"].append(os.path.basename(marker))
-        try:
-            with Client(address, family="AF_UNIX", authkey=b"not the key" * 3) as conn:
+        try:  # the protocol of a helper, with a key of the right length
+            with _connect(address, b"not the key, but 32 bytes long..") as conn:
                 conn.send_bytes(b"?")
                 report["wrong_key"].append(f"task of {len(conn.recv_bytes())} bytes")
-        except (AuthenticationError, OSError, EOFError) as exc:
+        except (OSError, EOFError) as exc:
             report["wrong_key"].append(type(exc).__name__)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(address)
