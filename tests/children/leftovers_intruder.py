@@ -47,7 +47,6 @@ def intruder(directory: str) -> None:
         report["offers"].append(os.path.basename(marker))
         try:  # the protocol of a helper, with a key of the right length
             with _connect(address, b"not the key, but 32 bytes long..") as conn:
-                conn.send_bytes(b"?")
                 report["wrong_key"].append(f"task of {len(conn.recv_bytes())} bytes")
         except (OSError, EOFError) as exc:
             report["wrong_key"].append(type(exc).__name__)
@@ -56,7 +55,7 @@ def intruder(directory: str) -> None:
         with Connection(sock.detach()) as conn:
             heard = []
             try:
-                conn.send_bytes(b"?")  # ask for a task straight away
+                conn.send_bytes(b"+")  # ask for a task straight away
                 conn.send_bytes(b"\x80\x04K\x01.")  # and hand in an outcome (a pickle)
                 for _ in range(5):  # whatever comes back, until the door shuts
                     message = conn.recv_bytes()
