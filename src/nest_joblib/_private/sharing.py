@@ -299,8 +299,10 @@ def help_once(budget: Budget, token: Token, stop: Callable[[], bool]) -> tuple[T
     """
     ran = 0
     for marker in _offers(budget.ref.path):
+        if stop():
+            break
         address = _address(marker)
-        if address is None or stop():
+        if address is None:
             continue
         try:
             conn = _connect(address, budget.ref.key)  # asks for a first task
