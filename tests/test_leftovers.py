@@ -185,6 +185,19 @@ def test_an_error_in_a_background_thread_fails_the_nested_call(where: str, cpus:
         assert result == "Injected: an error injected into a background thread"
 
 
+def test_a_lane_that_starts_as_its_process_exits_prints_nothing(tmp_path: Path) -> None:
+    """4 outer tasks each start a lane just as the root exits, in 6 runs.
+
+    Before the fix, half the runs printed loky's traceback of a lane's
+    process that found its semaphores gone.
+    """
+    for run in range(6):
+        marker = tmp_path / f"exit-{run}"
+        proc = run_child("lanes_start_at_exit", str(marker), "4", env={"NEST_JOBLIB_CPUS": "4"})
+        assert proc.stdout.splitlines() == ["4"], proc.stdout
+        assert "Traceback" not in proc.stderr, proc.stderr
+
+
 @pytest.mark.slow
 def test_joblibs_own_tests_leave_no_budget_directory(tmp_path: Path) -> None:
     """joblib's test_parallel (nested calls, aborts, timeouts, errors) with the plugin on."""

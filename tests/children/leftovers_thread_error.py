@@ -1,18 +1,20 @@
 """An error injected into a background thread of a nested call, in the outer task.
 
 argv[1]: "feeder" (the call found a free CPU: its tasks wait for lanes, which
-its feeder thread starts; the feeder fails) or "inline" (no CPU is free: the
-call runs its tasks in its caller, and the inline runner fails).
+its feeder thread starts; the feeder fails) or "inline" (no CPU is free: a
+second outer task holds the other CPU of the budget until the call is over;
+the call runs its tasks in its caller, and the inline runner fails).
 """
 
 from __future__ import annotations
 
 import sys
 import tempfile
+from pathlib import Path
 
 from joblib import Parallel, delayed
 
-from children.common import emit, meet
+from children.common import emit, meet, spin_until
 
 
 def leaf(i: int) -> int:
@@ -27,11 +29,25 @@ def boom(*args: object, **kwargs: object) -> None:
     raise Injected("an error injected into a background thread")
 
 
-def outer(where: str, barrier: str | None) -> str:
-    from nest_joblib._private import scheduler, waits
+def hold(barrier: str) -> None:
+    """Hold this outer task's CPU until the other's nested call is over."""
+    meet(barrier, 2)
+    spin_until((Path(barrier) / "over").exists, 60)
 
+
+def outer(where: str, barrier: str | None) -> str:
     if barrier is not None:
         meet(barrier, 2)  # both CPUs held: the nested call runs inline
+    try:
+        return nested(where)
+    finally:
+        if barrier is not None:
+            (Path(barrier) / "over").touch()
+
+
+def nested(where: str) -> str:
+    from nest_joblib._private import scheduler, waits
+
     if where == "feeder":
         scheduler.Scheduler._take_cpu = boom  # type: ignore[method-assign]
     else:
@@ -49,7 +65,8 @@ def main() -> None:
         emit(Parallel(n_jobs=2)(delayed(outer)(where, None) for _ in range(1)))
         return
     with tempfile.TemporaryDirectory() as barrier:
-        emit(Parallel(n_jobs=2)(delayed(outer)(where, barrier) for _ in range(2)))
+        tasks = [delayed(outer)(where, barrier), delayed(hold)(barrier)]
+        emit(Parallel(n_jobs=2)(tasks)[:1])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ and reused by the nested calls of this process for the rest of its life.
 from __future__ import annotations
 
 import logging
+import multiprocessing.util
 import os
 import threading
 import time
@@ -58,6 +59,11 @@ class Lanes:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._idle: list[Any] = []
+        #: Lanes whose process is not up yet (see :meth:`wait_for_starts`).
+        self._starting: set[Any] = set()
+        #: This process exits: no lane starts any more.
+        self._exiting = False
+        self._at_exit: multiprocessing.util.Finalize | None = None
         self.started = 0
         #: Seconds a lane takes to start here: a guess until one has started.
         self.start_seconds = 0.5
@@ -69,8 +75,26 @@ class Lanes:
     def start(self, env: dict[str, str]) -> Any:
         """A new lane, once its process answers (blocks while it starts)."""
         began = time.perf_counter()
-        lane = contract.new_lane(env, _exit_with_parent, (os.getpid(),))
-        lane.submit(_warm_up).result()
+        with self._lock:
+            if self._exiting:
+                raise RuntimeError("this process exits: it starts no lane")
+            if self._at_exit is None:
+                # Not at import: a loky worker imports this module before it
+                # starts, and clears the finalizers then. multiprocessing runs
+                # finalizers at exit in its children too, where atexit does
+                # not; priority 100 runs before those that unlink semaphores
+                # (0) and close loky's queues (10).
+                self._at_exit = multiprocessing.util.Finalize(
+                    None, self.wait_for_starts, exitpriority=100
+                )
+            # Made under the lock, so that none is made once this process exits.
+            lane = contract.new_lane(env, _exit_with_parent, (os.getpid(),))
+            self._starting.add(lane)
+        try:
+            lane.submit(_warm_up).result()
+        finally:
+            with self._lock:
+                self._starting.discard(lane)
         with self._lock:
             self.start_seconds = time.perf_counter() - began
             self.started += 1
@@ -93,6 +117,19 @@ class Lanes:
             return
         with self._lock:
             self._idle.append(lane)
+
+    def wait_for_starts(self) -> None:
+        """At exit: shut down the lanes still starting, and wait for their processes.
+
+        A lane's new process reads its semaphores by name from this one once
+        it runs; were this process to unlink them first (its exit does), the
+        lane's process would print loky's traceback and fail.
+        """
+        with self._lock:
+            self._exiting = True
+            starting = list(self._starting)
+        for lane in starting:
+            lane.shutdown(wait=True)
 
 
 lanes = Lanes()
