@@ -79,3 +79,13 @@ def test_leaves_that_wait_overlap_in_a_call_with_no_free_cpu() -> None:
 def test_eight_waiting_leaves_meet_on_a_budget_of_two() -> None:
     out = run_child_json("real_waits", "one", env=TWO, timeout=120)
     assert out == [{"held": True, "met": [True] * 8}]
+
+
+def test_waiting_leaves_overlap_in_a_call_that_finds_free_cpus() -> None:
+    """A budget of 6 and a pool of 2: the nested call finds 4 CPUs free.
+
+    Before, such a call sent its leaves to lanes, each holding its token
+    while it waited: 5 at most in flight, and the barrier of 8 was not met.
+    """
+    out = run_child_json("real_waits", "one", env={"NEST_JOBLIB_CPUS": "6"}, timeout=120)
+    assert out == [{"held": True, "met": [True] * 8}]

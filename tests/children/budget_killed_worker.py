@@ -21,16 +21,24 @@ def die(i: int) -> None:
     busy(0.5)
 
 
+def die_below(caller: int) -> None:
+    """Die in a lane (a process below the caller); compute in the caller itself."""
+    if os.getpid() != caller:
+        os.kill(os.getpid(), signal.SIGKILL)
+    busy(0.2)
+
+
 def task(kill: bool, barrier: str, done: str) -> str:
     # Both outer tasks hold a worker of the pool (and a token) before the nested call.
     if not meet(barrier):
         return "alone"
     if kill:
         # The other outer task holds the pool's second worker: the third CPU is
-        # free and no worker is spare, so the nested call starts lanes, and the
-        # victim holds its token in one of them, one level down.
+        # free and no worker is spare, so the nested call starts a lane beside
+        # its caller, and the victim holds its token in it, one level down.
         try:
-            Parallel(n_jobs=2)(delayed(die)(i) for i in range(2))
+            caller = os.getpid()
+            Parallel(n_jobs=2)(delayed(die_below)(caller) for _ in range(20))
         except TerminatedWorkerError:
             return "terminated"
         finally:

@@ -1,7 +1,7 @@
 """An error injected into a background thread of a nested call, in the outer task.
 
-argv[1]: "feeder" (the call found a free CPU: its tasks wait for lanes, which
-its feeder thread starts; the feeder fails) or "inline" (no CPU is free: a
+argv[1]: "feeder" (the call finds free CPUs: its feeder thread, which starts
+lanes for its queued tasks, fails) or "inline" (no CPU is free: a
 second outer task holds the other CPU of the budget until the call is over;
 the call runs its tasks in its caller, and the inline runner fails).
 """
@@ -14,10 +14,11 @@ from pathlib import Path
 
 from joblib import Parallel, delayed
 
-from children.common import emit, meet, spin_until
+from children.common import busy, emit, meet, spin_until
 
 
 def leaf(i: int) -> int:
+    busy(0.05)  # the queue outlasts the feeder's first look at it
     return i
 
 

@@ -2,8 +2,9 @@
 
 argv[1]: "busy" (two outer tasks hold both CPUs, each with a nested
 ``n_jobs=4`` call of 4 leaves) or "one" (one outer task, a nested
-``n_jobs=8`` call of 8 leaves). The leaves of a nested call wait on one
-barrier that sleeps: they all reach it only if they are in flight at once.
+``n_jobs=8`` call of 8 leaves; on a budget larger than the outer pool, its
+call finds free CPUs). The leaves of a nested call wait on one barrier that
+sleeps: they all reach it only if they are in flight at once.
 """
 
 from __future__ import annotations

@@ -133,9 +133,11 @@ class BudgetedLokyMixin:
         budget = budget_mod.budget_for(ref)
         self.parallel = parallel
         self._workers: Any = contract.NoTempFolders()
-        # Decided while the caller still holds its own token: a free token
-        # now is a CPU that nobody in the tree is using.
-        inline = not budget.has_free()
+        # A caller with a token runs the call's tasks itself first, on that
+        # token, as joblib's threads would (stand-ins overlap those that
+        # wait), while free CPUs start lanes. One without a token runs them
+        # itself only when no CPU is free: it has none of its own to use.
+        inline = budget_mod.held() is not None or not budget.has_free()
         env = contract.prepare_worker_env(self, n)
         pickler = TaskPickler(
             kwargs.get("max_nbytes", 1024**2),
@@ -148,9 +150,9 @@ class BudgetedLokyMixin:
             "nesting level %d: up to %d tasks at once, %s",
             level,
             n,
-            "inline first (no free CPU), lanes as CPUs free up"
+            "in its caller first, lanes as CPUs free up"
             if inline
-            else "in lane processes (a CPU is free)",
+            else "in lane processes (a CPU is free, the caller holds none)",
         )
         return n
 

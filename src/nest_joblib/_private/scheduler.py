@@ -13,10 +13,12 @@ it lends that token to its own call. Tasks run in one of three places:
 - **in helpers**: idle top-level workers elsewhere in the tree, which take
   the queued tasks of an inline call on offer (see :mod:`.sharing`).
 
-A call that finds a free CPU when it starts sends all its tasks to lanes (the
-caller's lent token included). A call that finds none runs inline and starts
-no process, but still hands tasks to lanes whenever a CPU frees up anywhere
-in the tree, so an idle CPU is picked up by whichever call has work waiting.
+A call runs inline first, on the token its caller lends it, and hands
+queued tasks to lanes whenever a CPU is free anywhere in the tree (at once,
+if one is free when it starts), so an idle CPU is picked up by whichever call
+has work waiting. A call whose caller holds no token (a stand-in, a thread of
+the user's) sends its tasks to lanes while a CPU is free, and runs them
+inline, without a token, only when none is.
 
 Tasks that leave the process are pickled once, large arrays by reference
 (:mod:`.arrays`). The first task that fails stops the call: nothing more is
@@ -395,11 +397,7 @@ class Scheduler:
         return self._remote_running + self._starting + inline < self._n_jobs
 
     def _take_cpu(self) -> Token | None:
-        """A token for lane work: the caller's (when it does not run inline) or a free one."""
-        with self._cond:
-            if self._lent is not None and not self.inline:
-                token, self._lent = self._lent, None
-                return token
+        """A free token for lane work (a lent one is the inline runner's)."""
         return self._budget.try_acquire()
 
     def _payload(self, item: _Item) -> bytes | None:
