@@ -78,12 +78,12 @@ def test_scikit_learn_nested_cross_validation_unchanged() -> None:
     # 2 folds x (3 candidates x 3 splits + 1 refit) fits, in both modes.
     assert len(results["nested"]["fits"]) == len(results["plain"]["fits"]) == 20
     main = results["nested"]["main"]
-    # Nested: grid-search fits ran in processes started below the fold
-    # workers. The first fold to start finds CPUs free in the budget and sends
-    # its 9 fits to lanes; the other may find the budget taken by then and fit
-    # in its own worker, as plain joblib would (no CPU is left idle either way).
+    # Nested: each fold fits in its own worker first, on its CPU, as plain
+    # joblib would, and starts a lane for a CPU free in the budget, which
+    # takes queued fits once it is up (it imports scikit-learn first): some
+    # fits ran in processes started below the fold workers (3 or 4 here).
     below = [pid for pid, ppid in results["nested"]["fits"] if ppid != main]
-    assert len(below) >= 9
+    assert len(below) >= 1
     # Plain joblib: in threads of the fold's worker, a child of the main process.
     main = results["plain"]["main"]
     assert all(ppid == main for _, ppid in results["plain"]["fits"])

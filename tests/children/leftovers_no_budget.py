@@ -17,7 +17,7 @@ import tempfile
 from joblib import Parallel, delayed
 from joblib.parallel import get_active_backend
 
-from children.common import emit
+from children.common import busy, emit
 
 
 def _no_flock(fd: object, operation: int) -> None:
@@ -42,6 +42,7 @@ def _no_directory(*args: object, **kwargs: object) -> str:
 
 
 def leaf(i: int) -> list[object]:
+    busy(0.05)  # the call's feeder looks for a free CPU meanwhile: a lock attempt
     backend, _ = get_active_backend()
     return [i * i, type(backend).__name__]
 
