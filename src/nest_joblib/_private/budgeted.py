@@ -133,25 +133,20 @@ class BudgetedLokyMixin:
         budget = budget_mod.budget_for(ref)
         self.parallel = parallel
         self._workers: Any = contract.NoTempFolders()
-        # A caller with a token runs the call's tasks itself first, on that
-        # token, as joblib's threads would (stand-ins overlap those that
-        # wait), while free CPUs start lanes. One without a token runs them
-        # itself only when no CPU is free: it has none of its own to use.
-        inline = budget_mod.held() is not None or not budget.has_free()
         env = contract.prepare_worker_env(self, n)
         pickler = TaskPickler(
             kwargs.get("max_nbytes", 1024**2),
             kwargs.get("mmap_mode", "r"),
             kwargs.get("temp_folder"),
         )
-        scheduler = Scheduler(n, budget, ref, env, inline, level, pickler)
+        scheduler = Scheduler(n, budget, ref, env, level, pickler)
         self._nest_shape = NestedCall(self, scheduler)
         logger.debug(
             "nesting level %d: up to %d tasks at once, %s",
             level,
             n,
             "in its caller first, lanes as CPUs free up"
-            if inline
+            if scheduler.inline
             else "in lane processes (a CPU is free, the caller holds none)",
         )
         return n

@@ -90,7 +90,6 @@ class Scheduler:
         budget: Budget,
         ref: BudgetRef,
         env: dict[str, str],
-        inline: bool,
         level: int = 1,
         pickler: TaskPickler | None = None,
     ) -> None:
@@ -102,7 +101,12 @@ class Scheduler:
         #: waits. A caller without one (a stand-in, a thread of the user's)
         #: has its inline tasks run without one, as plain joblib would.
         self._caller_lends = budget_mod.held() is not None
-        self.inline = inline or budget.static
+        # A caller with a token runs the tasks itself first, on that token,
+        # as joblib's threads would, while free CPUs start lanes. One without
+        # runs them only when no CPU is free: it has none of its own to use.
+        # (Decided while the caller still holds its token: a free one now is
+        # a CPU that nobody in the tree is using.)
+        self.inline = budget.static or self._caller_lends or not budget.has_free()
         #: Tasks in flight at most (inline, in lanes, in helpers): joblib's n_jobs.
         self._n_jobs = n_jobs
         self._queue: collections.deque[_Item] = collections.deque()
