@@ -92,6 +92,14 @@ class Lanes:
             self._starting.add(lane)
         try:
             lane.submit(_warm_up).result()
+        except BaseException:
+            # loky may fail a first submit after it spawned the process: at
+            # exit on Python 3.13 its atexit hook is refused once threading
+            # shuts down, before this process's finalizers run. End that
+            # process while the lane still counts as starting, or it would
+            # read its semaphores after the finalizers unlinked them.
+            lane.shutdown(wait=True, kill_workers=True)
+            raise
         finally:
             with self._lock:
                 self._starting.discard(lane)
