@@ -186,7 +186,7 @@ def test_an_error_in_a_background_thread_fails_the_nested_call(where: str, cpus:
 
 
 def test_a_lane_that_starts_as_its_process_exits_prints_nothing(tmp_path: Path) -> None:
-    """4 outer tasks each start a lane just as their worker exits, in 6 runs.
+    """4 outer tasks each start a lane just as the root exits, in 6 runs.
 
     Before the fix, half the runs printed loky's traceback of a lane's
     process that found its semaphores gone.

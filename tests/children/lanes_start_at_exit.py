@@ -1,11 +1,11 @@
 """Lanes that start just as their process exits.
 
 Each of argv[2] outer tasks starts a lane, as a nested call's feeder does,
-in a thread that waits for its worker to exit: the root touches argv[1] once
-it has their results, then shuts its pool down, and its workers exit while
-their lanes start. A lane's process reads its semaphores by name from the
-process it serves: were they gone, it would print loky's traceback to the
-stdout it inherited, after the root's report.
+in a thread that waits for the root to exit: the root touches argv[1] once
+it has their results, and its pool's workers then exit while their lanes
+start. A lane's process reads its semaphores by name from the process it
+serves: were they gone, it would print loky's traceback to the stdout it
+inherited, after the root's report.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import threading
 from pathlib import Path
 
 from joblib import Parallel, delayed
-from joblib.externals.loky import reusable_executor
 
 from children.common import emit, spin_until
 
@@ -41,10 +40,6 @@ def main() -> None:
     pids = Parallel(n_jobs=tasks)(delayed(outer)(marker) for _ in range(tasks))
     emit(len(pids))
     Path(marker).touch()
-    # The workers exit now, while this process lives on. (Were the root to
-    # exit at once, Python 3.13 sometimes loses such a lane's semaphores
-    # anyway, in loky's own exit path: 2 runs in 60.)
-    reusable_executor._executor.shutdown(wait=True)
 
 
 if __name__ == "__main__":
