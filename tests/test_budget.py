@@ -74,16 +74,23 @@ def test_an_error_in_a_helped_task_reaches_the_caller() -> None:
 
 
 def test_a_spare_top_level_worker_helps_instead_of_a_new_lane() -> None:
-    """An outer loop shorter than the pool: its spare worker takes the free CPU."""
+    """An outer loop shorter than the pool: its spare worker takes the free CPU.
+
+    Also in the calls that follow at once, on a warm pool whose workers still
+    keep their tokens (a stand-by batch used to find none free, and the
+    nested call started a lane beside the idle worker).
+    """
     out = run_child_json("budget_spare_helps", env={"NEST_JOBLIB_CPUS": "2"}, timeout=120)
-    assert all(leaf["together"] for leaf in out["leaves"])
-    pids = {leaf["pid"] for leaf in out["leaves"]}
-    # The caller and one other process: the pool's other worker (both children of the root).
-    assert out["pid"] in pids
-    assert len(pids) == 2
-    assert out["parents"] == [out["root"]]
-    assert out["children"] == 0  # no lane was started
-    assert out["peak"] <= 2
+    assert len(out["calls"]) == 3
+    for call in out["calls"]:
+        assert all(leaf["together"] for leaf in call["leaves"])
+        pids = {leaf["pid"] for leaf in call["leaves"]}
+        # The caller and one other process: the pool's other worker (both children of the root).
+        assert call["pid"] in pids
+        assert len(pids) == 2
+        assert call["parents"] == [out["root"]]
+        assert call["children"] == 0  # no lane was started
+        assert call["peak"] <= 2
 
 
 def test_standing_by_ends_with_the_call() -> None:
@@ -122,7 +129,16 @@ def test_stand_by_batches_take_no_token_a_batch_may_wait_for() -> None:
     """A call that has a batch without a token sends no stand-by batch; a recall frees tokens."""
     out = run_child_json("budget_standby_tokens", env={"NEST_JOBLIB_CPUS": "2"})
     # A batch without a token may be waiting for one: no stand-by batch takes it.
-    assert out["False"] == {"sent": 0, "free": 2, "free after": 2}
+    assert out["tokenless"] == {"sent": [], "free": 2, "free after": 2}
     # Otherwise a spare worker gets one, with a free token handed off; the end of
     # the call gives back that token though its batch never ran.
-    assert out["True"] == {"sent": 1, "free": 1, "free after": 2}
+    assert out["free"] == {"sent": [{"handoff": True, "wait": 0.0}], "free": 1, "free after": 2}
+    # No token free (workers keep theirs after a call): the stand-by batch goes
+    # without one, to take its worker's kept token or wait a moment for one.
+    [batch] = out["all kept"]["sent"]
+    assert batch["handoff"] is False
+    assert 0 < batch["wait"] <= 1
+    assert (out["all kept"]["free"], out["all kept"]["free after"]) == (0, 2)
+    # Such a batch takes a token freed while it waits, or none after its wait.
+    assert out["freed True"] == {"took": True}
+    assert out["freed False"] == {"took": False}

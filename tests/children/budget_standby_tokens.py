@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future
 from typing import Any
 
 from children.common import emit
-from nest_joblib._private import budget, standby
+from nest_joblib._private import budget, keep, sharing, standby
+from nest_joblib._private.batches import TokenHeld
 
 
 class Call:
@@ -30,14 +32,36 @@ def main() -> None:
             t.release()
         return len(tokens)
 
-    found: dict[str, dict[str, int]] = {}
-    for with_token in (False, True):
+    found: dict[str, dict[str, Any]] = {}
+    for case in ("tokenless", "free", "all kept"):
+        # "all kept": every token held, as by workers that keep theirs after a call.
+        held = list(iter(budget.budget_for(ref).try_acquire, None)) if case == "all kept" else []
         spares = standby.Spares(ref, 2, submit)
-        spares.batch_sent(Future(), with_token=with_token)
+        spares.batch_sent(Future(), with_token=case != "tokenless")
         before = len(sent)
         with spares.standing_by(Call()):
-            found[str(with_token)] = {"sent": len(sent) - before, "free": free()}
-        found[str(with_token)]["free after"] = free()
+            batches = sent[before:]
+            found[case] = {
+                "sent": [{"handoff": b.handoff is not None, "wait": b.wait} for b in batches],
+                "free": free(),
+            }
+        for token in held:
+            token.release()
+        found[case]["free after"] = free()
+    # A batch sent without a token (as the "all kept" stand-by batch): it
+    # waits for a free token, takes one freed meanwhile and keeps it for a
+    # next batch; it runs without one when none comes in time.
+    waiting = TokenHeld(lambda: None, ref, keep=True, wait=1.0)
+    keeper = keep.keeper_for(budget.budget_for(ref), sharing.help_elsewhere)
+    for freed in (True, False):
+        held = list(iter(budget.budget_for(ref).try_acquire, None))
+        if freed:
+            threading.Timer(0.2, held.pop().release).start()
+        waiting()
+        kept = keeper.unkeep()
+        found[f"freed {freed}"] = {"took": kept is not None}
+        for t in [*held, *([kept] if kept else [])]:
+            t.release()
     emit(found)
 
 

@@ -16,12 +16,13 @@ class TokenHeld:
     Picklable by reference, so it travels to worker processes with the batch.
     ``handoff`` is the slot that the dispatching process holds for this batch
     until the batch asks for it (see :class:`.budget.Handoffs`). Without one,
-    the batch takes the token its worker kept, or waits for a free one; an
-    ``optional`` batch takes only the token its worker kept, and runs
-    without one otherwise (a free token may be what another batch waits for).
+    the batch takes the token its worker kept, or else waits for a free one:
+    as long as it takes, or at most ``wait`` seconds, then runs without one.
+    With ``wait=0`` it takes no free token at all (a free token may be what
+    another batch waits for).
     """
 
-    __slots__ = ("func", "handoff", "keep", "optional", "ref")
+    __slots__ = ("func", "handoff", "keep", "ref", "wait")
 
     def __init__(
         self,
@@ -29,7 +30,7 @@ class TokenHeld:
         ref: BudgetRef,
         handoff: int | None = None,
         keep: bool = False,
-        optional: bool = False,
+        wait: float | None = None,
     ) -> None:
         self.func = func
         self.ref = ref
@@ -38,15 +39,17 @@ class TokenHeld:
         #: that fetch their next batch themselves (not lanes, whose feeder
         #: needs the token free to send the next one).
         self.keep = keep
-        self.optional = optional
+        self.wait = wait
 
-    def __getstate__(self) -> tuple[Callable[[], Any], BudgetRef, int | None, bool, bool]:
-        return self.func, self.ref, self.handoff, self.keep, self.optional
+    def __getstate__(
+        self,
+    ) -> tuple[Callable[[], Any], BudgetRef, int | None, bool, float | None]:
+        return self.func, self.ref, self.handoff, self.keep, self.wait
 
     def __setstate__(
-        self, state: tuple[Callable[[], Any], BudgetRef, int | None, bool, bool]
+        self, state: tuple[Callable[[], Any], BudgetRef, int | None, bool, float | None]
     ) -> None:
-        self.func, self.ref, self.handoff, self.keep, self.optional = state
+        self.func, self.ref, self.handoff, self.keep, self.wait = state
 
     def __call__(self) -> Any:
         budget = budget_mod.budget_for(self.ref)
@@ -59,8 +62,10 @@ class TokenHeld:
             token = budget.take_handoff(self.handoff)
         elif kept is not None:
             token = kept
+        elif self.wait is None or self.wait > 0:
+            token = budget.acquire(self.wait)
         else:
-            token = None if self.optional else budget.acquire()
+            token = None
         holding = budget_mod.Holding(token)
         try:
             with holding:

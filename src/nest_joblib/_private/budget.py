@@ -142,12 +142,20 @@ class Budget:
         """Whether a dispatcher reserves ``slot`` for the batch it handed off."""
         return _locked(self._probes, slot)
 
-    def acquire(self) -> Token | None:
-        """Wait for a free token (``None`` from the static stand-in, or when broken)."""
+    def acquire(self, timeout: float | None = None) -> Token | None:
+        """Wait for a free token, at most ``timeout`` seconds if given.
+
+        ``None`` after the timeout, from the static stand-in, or when broken.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
         for delay in backoff():
             token = self.try_acquire()
             if token is not None or self.broken is not None:
                 return token
+            if deadline is not None:
+                delay = min(delay, deadline - time.monotonic())
+                if delay <= 0:
+                    return None
             time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -443,7 +451,7 @@ class StaticBudget(Budget):
     def try_acquire(self) -> Token | None:
         return None
 
-    def acquire(self) -> Token | None:
+    def acquire(self, timeout: float | None = None) -> Token | None:
         return None
 
     def take_handoff(self, slot: int) -> Token | None:

@@ -10,7 +10,9 @@ A worker is spare
 - from the start, when the outer loop has fewer batches than the pool has
   workers (five folds on a 32-core box): its stand-by batch gets a token
   handed off to it, as a first batch does, so that no nested call mistakes
-  the CPU for free meanwhile;
+  the CPU for free meanwhile (on a warm pool, whose workers still keep their
+  tokens from the last call, it takes its worker's kept token, or the one
+  that the worker of the first batch gives back);
 - once its batch is done and the call has nothing more to dispatch: its
   stand-by batch takes the token the worker kept for a next batch, without
   waiting for the keep to run out.
@@ -43,6 +45,10 @@ logger = logging.getLogger("nest_joblib")
 _PREFIX = "standby-"
 #: How often a standing-by worker looks for offers: short next to a task.
 _POLL = 0.005
+#: How long a stand-by batch sent without a token waits for a free one: the
+#: kept token that a worker gives back for a handed-off batch is free within
+#: milliseconds, and no kept token outlives the keep (50 ms) anyway.
+_WAIT = 0.05
 _ids = itertools.count()
 
 #: Marks of the calls with stand-by batches out, in this process -> their spares.
@@ -124,12 +130,18 @@ class Spares:
     def _send(self, handoff: bool) -> None:
         """A stand-by batch for each worker with nothing to do.
 
-        With ``handoff``, each takes a free token, handed off to it; only
-        when every batch of the call has a token: a batch that waits for one
-        in its worker must not find it taken by a stand-by batch, which
-        would keep it until the call is over. Without, a stand-by batch
-        takes nothing but the token its worker kept (see ``optional`` in
-        :class:`.budget.TokenHeld`).
+        With ``handoff`` (the call's start), each takes a free token, handed
+        off to it; only when every batch of the call has a token: a batch
+        that waits for one in its worker must not find it taken by a stand-by
+        batch, which would keep it until the call is over. When no token is
+        free, the workers still keep theirs from a call that just ended (see
+        :mod:`.keep`), and the worker that gets this call's first batch gives
+        its kept token back as it takes the one handed off to it: the
+        stand-by batch takes its own worker's kept token, or waits a moment
+        (:data:`_WAIT`) for a free one. Otherwise a nested call would find
+        that CPU free and start a lane for it beside an idle worker. Without
+        ``handoff`` (a batch done), a stand-by batch takes nothing but the
+        token its worker kept.
         """
         while True:
             with self._lock:
@@ -140,18 +152,20 @@ class Spares:
                     return
                 self._standing += 1
             slot = None
-            if handoff:
-                token = self._budget.try_acquire()
-                if token is None:
-                    self._stand_down()
-                    return
+            token = self._budget.try_acquire() if handoff else None
+            if token is not None:
                 slot = self._budget.hand_off(token)
                 with self._lock:
                     self._slots.add(slot)
+            wait = _WAIT if handoff and slot is None else 0.0
             try:
                 job = self._submit(
                     TokenHeld(
-                        functools.partial(stand_by, self._ref, mark), self._ref, slot, optional=True
+                        functools.partial(stand_by, self._ref, mark),
+                        self._ref,
+                        slot,
+                        keep=True,
+                        wait=wait,
                     )
                 )
             except BaseException:
