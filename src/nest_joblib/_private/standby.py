@@ -19,7 +19,9 @@ A worker is spare
 
 Stand-by batches never make a batch of the call wait (joblib dispatches one
 batch per batch done, to the worker that just freed up), but a top-level call
-from another thread shares the pool: its first batch recalls them.
+from another thread shares the pool: its first batch recalls them. A stand-by
+batch ends keeping its token for its worker's next batch, as any batch of the
+pool does (see :mod:`.keep`), so that a call that follows finds it there.
 """
 
 from __future__ import annotations
