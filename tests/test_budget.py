@@ -32,6 +32,16 @@ def test_a_killed_worker_does_not_shrink_the_budget() -> None:
     assert out["peak"] == 3
 
 
+def test_a_batch_that_loky_refuses_gives_its_token_back() -> None:
+    """A worker dies before the next call's first batch is in: loky refuses the batch.
+
+    The token handed off to it comes back (it used to stay held by the root
+    for a batch that never ran, and a later call waited for it for ever).
+    """
+    out = run_child_json("budget_submit_fails", env={"NEST_JOBLIB_CPUS": "2"}, timeout=120)
+    assert out == {"error": "TerminatedWorkerError", "free": 2}
+
+
 @pytest.mark.parametrize(("cpus", "inline"), [("2", True), ("off", False)])
 def test_a_nested_call_with_no_free_cpu_starts_no_process(cpus: str, inline: bool) -> None:
     out = run_child_json("budget_no_free_cpu", env={"NEST_JOBLIB_CPUS": cpus}, timeout=120)

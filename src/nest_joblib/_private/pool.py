@@ -53,9 +53,14 @@ class TopLevelPool:
         token = budget.try_acquire() if self._ramp > 0 else None
         self._ramp = max(0, self._ramp - 1)
         slot = None if token is None else budget.hand_off(token)
-        job = contract.loky_submit(
-            self._backend, TokenHeld(func, self._ref, slot, keep=True), callback
-        )
+        try:
+            job = contract.loky_submit(
+                self._backend, TokenHeld(func, self._ref, slot, keep=True), callback
+            )
+        except BaseException:  # a worker died meanwhile (loky's executor is broken)...
+            if slot is not None:
+                budget.cancel_handoff(slot)  # or no one would ever ask for this token
+            raise
         if slot is not None:
             budget.cancel_handoff_when_done(slot, job)
         if self._spares is not None:
