@@ -22,8 +22,8 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple, TypeVar
 
 from nest_joblib._warnings import warn
 
@@ -35,6 +35,8 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger("nest_joblib")
+
+_Job = TypeVar("_Job")
 
 _POLL_MIN = 0.001
 _POLL_MAX = 0.02
@@ -252,6 +254,24 @@ class Budget:
     def cancel_handoff_when_done(self, slot: int, job: Any) -> None:
         """:meth:`cancel_handoff` once ``job`` (the batch's future) is done."""
         job.add_done_callback(lambda _: self.cancel_handoff(slot))
+
+    def send_handed_off(self, token: Token | None, send: Callable[[int | None], _Job]) -> _Job:
+        """``send(slot)`` a batch with ``token`` handed off to it; the batch's future.
+
+        ``slot`` is ``None`` without a token. The token comes back when the
+        future is done if the batch never asked for it, and at once if
+        ``send`` raises (a pool that refuses the batch).
+        """
+        slot = None if token is None else self.hand_off(token)
+        try:
+            job = send(slot)
+        except BaseException:
+            if slot is not None:
+                self.cancel_handoff(slot)
+            raise
+        if slot is not None:
+            self.cancel_handoff_when_done(slot, job)
+        return job
 
     def has_free(self) -> bool:
         token = self.try_acquire()

@@ -52,20 +52,21 @@ class TopLevelPool:
         budget = budget_mod.budget_for(self._ref)
         token = budget.try_acquire() if self._ramp > 0 else None
         self._ramp = max(0, self._ramp - 1)
-        slot = None if token is None else budget.hand_off(token)
-        try:
-            job = contract.loky_submit(
-                self._backend, TokenHeld(func, self._ref, slot, keep=True), callback
-            )
-        except BaseException:  # a worker died meanwhile (loky's executor is broken)...
-            if slot is not None:
-                budget.cancel_handoff(slot)  # or no one would ever ask for this token
-            raise
-        if slot is not None:
-            budget.cancel_handoff_when_done(slot, job)
+        job = budget.send_handed_off(
+            token, functools.partial(self._send, self._ref, func, callback)
+        )
         if self._spares is not None:
-            self._spares.batch_sent(job, with_token=slot is not None)
+            self._spares.batch_sent(job, with_token=token is not None)
         return job
+
+    def _send(
+        self,
+        ref: BudgetRef,
+        func: Callable[[], Any],
+        callback: Callable[..., Any] | None,
+        slot: int | None,
+    ) -> Any:
+        return contract.loky_submit(self._backend, TokenHeld(func, ref, slot, keep=True), callback)
 
     @contextlib.contextmanager
     def retrieval_context(self) -> Iterator[None]:

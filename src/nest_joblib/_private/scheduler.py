@@ -458,19 +458,21 @@ class Scheduler:
                     self._remote_done_count()
                 continue
             # The lane task asks for this very token once it starts.
-            slot = self._budget.hand_off(token)
             try:
-                remote = lanes.submit(lane, TokenHeld(Pickled(payload), self._ref, slot))
+                remote = self._budget.send_handed_off(
+                    token, functools.partial(self._send_to_lane, lane, payload)
+                )
             except BaseException as exc:
-                self._budget.cancel_handoff(slot)
                 item.future.set_exception(exc)
                 self._remote_done_count()
                 continue
-            self._budget.cancel_handoff_when_done(slot, remote)
             with self._cond:
                 if not remote.done():
                     self._remote_lanes[item] = lane
             remote.add_done_callback(functools.partial(self._remote_done, item))
+
+    def _send_to_lane(self, lane: Any, payload: bytes, slot: int | None) -> Any:
+        return lanes.submit(lane, TokenHeld(Pickled(payload), self._ref, slot))
 
     def _take_remote(self) -> _Item | None:
         """The first queued task that may leave this process (counted as remote)."""

@@ -153,31 +153,24 @@ class Spares:
                 if handoff and self._tokenless:
                     return
                 self._standing += 1
-            slot = None
             token = self._budget.try_acquire() if handoff else None
-            if token is not None:
-                slot = self._budget.hand_off(token)
-                with self._lock:
-                    self._slots.add(slot)
+            slot = None if token is None else token.slot
             wait = _WAIT if handoff and slot is None else 0.0
             try:
-                job = self._submit(
-                    TokenHeld(
-                        functools.partial(stand_by, self._ref, mark),
-                        self._ref,
-                        slot,
-                        keep=True,
-                        wait=wait,
-                    )
+                job = self._budget.send_handed_off(
+                    token, functools.partial(self._send_one, mark, wait)
                 )
             except BaseException:
-                if slot is not None:
-                    self._budget.cancel_handoff(slot)
                 self._stand_down(slot)
                 return
-            if slot is not None:
-                self._budget.cancel_handoff_when_done(slot, job)
             job.add_done_callback(functools.partial(self._stand_down, slot))
+
+    def _send_one(self, mark: str, wait: float, slot: int | None) -> Any:
+        if slot is not None:  # handed off: a recall gives it back
+            with self._lock:
+                self._slots.add(slot)
+        batch = functools.partial(stand_by, self._ref, mark)
+        return self._submit(TokenHeld(batch, self._ref, slot, keep=True, wait=wait))
 
     def _stand_down(self, slot: int | None = None, _: Any = None) -> None:
         with self._lock:
