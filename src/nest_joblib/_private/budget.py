@@ -109,26 +109,10 @@ class Budget:
         """A free token, or ``None`` at once if every slot is held."""
         size = self.ref.size
         start = random.randrange(size)
-        with self._lock:
-            for i in range(size):
-                slot = (start + i) % size
-                if self.broken is not None:
-                    return None
-                if slot in self._held:
-                    continue
-                try:
-                    fd = self._fd(slot)
-                    if not _lock(fd):
-                        continue
-                    if self._reserved(slot):  # between a dispatcher and its batch
-                        fcntl.flock(fd, fcntl.LOCK_UN)
-                        continue
-                except OSError as exc:
-                    self._break(exc)
-                    return None
-                self._held.add(slot)
-                self._fds.pin(slot)
-                return Token(self, slot)
+        for i in range(size):
+            token = self._try_slot((start + i) % size, reserved_ok=False)
+            if token is not None or self.broken is not None:
+                return token
         return None
 
     def _break(self, exc: OSError) -> None:
@@ -225,12 +209,17 @@ class Budget:
         finally:
             os.close(req)
 
-    def _try_slot(self, slot: int) -> Token | None:
+    def _try_slot(self, slot: int, reserved_ok: bool = True) -> Token | None:
+        """``slot``'s token if it is free and, unless ``reserved_ok``, no batch waits for it."""
         with self._lock:
             if slot in self._held or self.broken is not None:
                 return None
             try:
-                if not _lock(self._fd(slot)):
+                fd = self._fd(slot)
+                if not _lock(fd):
+                    return None
+                if not reserved_ok and self._reserved(slot):  # between a dispatcher and its batch
+                    fcntl.flock(fd, fcntl.LOCK_UN)
                     return None
             except OSError as exc:
                 self._break(exc)
