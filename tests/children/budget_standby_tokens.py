@@ -6,7 +6,7 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from children.common import emit
+from children.common import count_free_tokens, emit, take_free_tokens
 from nest_joblib._private import budget, keep, sharing, standby
 from nest_joblib._private.batches import TokenHeld
 
@@ -26,16 +26,10 @@ def main() -> None:
         sent.append(batch)
         return Future()  # never runs: the stand-by batch stays queued, its token handed off
 
-    def free() -> int:
-        tokens = list(iter(budget.budget_for(ref).try_acquire, None))
-        for t in tokens:
-            t.release()
-        return len(tokens)
-
     found: dict[str, dict[str, Any]] = {}
     for case in ("tokenless", "free", "all kept"):
         # "all kept": every token held, as by workers that keep theirs after a call.
-        held = list(iter(budget.budget_for(ref).try_acquire, None)) if case == "all kept" else []
+        held = take_free_tokens(ref) if case == "all kept" else []
         spares = standby.Spares(ref, 2, submit)
         spares.batch_sent(Future(), with_token=case != "tokenless")
         before = len(sent)
@@ -43,18 +37,18 @@ def main() -> None:
             batches = sent[before:]
             found[case] = {
                 "sent": [{"handoff": b.handoff is not None, "wait": b.wait} for b in batches],
-                "free": free(),
+                "free": count_free_tokens(ref),
             }
         for token in held:
             token.release()
-        found[case]["free after"] = free()
+        found[case]["free after"] = count_free_tokens(ref)
     # A batch sent without a token (as the "all kept" stand-by batch): it
     # waits for a free token, takes one freed meanwhile and keeps it for a
     # next batch; it runs without one when none comes in time.
     waiting = TokenHeld(lambda: None, ref, keep=True, wait=1.0)
     keeper = keep.keeper_for(budget.budget_for(ref), sharing.help_elsewhere)
     for freed in (True, False):
-        held = list(iter(budget.budget_for(ref).try_acquire, None))
+        held = take_free_tokens(ref)
         if freed:
             threading.Timer(0.2, held.pop().release).start()
         waiting()

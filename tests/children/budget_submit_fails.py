@@ -14,7 +14,7 @@ from typing import Any
 from joblib import Parallel, delayed
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 
-from children.common import emit, poll_until
+from children.common import count_free_tokens, emit, poll_until
 from nest_joblib._private import budget
 
 
@@ -27,13 +27,6 @@ def tasks(victim: int) -> Iterator[Any]:
     yield from (delayed(os.getpid)() for _ in range(2))
 
 
-def free(ref: budget.BudgetRef) -> int:
-    tokens = list(iter(budget.budget_for(ref).try_acquire, None))
-    for token in tokens:
-        token.release()
-    return len(tokens)
-
-
 def main() -> None:
     victim = Parallel(n_jobs=2)(delayed(os.getpid)() for _ in range(2))[0]
     try:
@@ -43,8 +36,8 @@ def main() -> None:
         error = type(exc).__name__
     ref = budget.root_budget(2)
     # Tokens come back asynchronously (done callbacks): give them a moment.
-    poll_until(lambda: free(ref) == 2, timeout=10)
-    emit({"error": error, "free": free(ref)})
+    poll_until(lambda: count_free_tokens(ref) == 2, timeout=10)
+    emit({"error": error, "free": count_free_tokens(ref)})
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
     from _typeshed.importlib import MetaPathFinderProtocol
 
+    from nest_joblib._private.budget import BudgetRef, Token
+
 #: Numbers this process's arrivals at barriers (threads of one process may arrive at once).
 _arrivals = itertools.count()
 
@@ -78,6 +80,21 @@ def poll_until(done: Callable[[], bool], timeout: float, interval: float = 0.005
             return done()
         time.sleep(interval)
     return True
+
+
+def take_free_tokens(ref: BudgetRef) -> list[Token]:
+    """Every token of ``ref``'s budget that is free now, taken here (release them after)."""
+    from nest_joblib._private import budget
+
+    return list(iter(budget.budget_for(ref).try_acquire, None))
+
+
+def count_free_tokens(ref: BudgetRef) -> int:
+    """How many tokens of ``ref``'s budget are free now (each taken for an instant)."""
+    tokens = take_free_tokens(ref)
+    for token in tokens:
+        token.release()
+    return len(tokens)
 
 
 def locked_elsewhere(path: str) -> bool:
