@@ -152,3 +152,33 @@ def test_stand_by_batches_take_no_token_a_batch_may_wait_for() -> None:
     # Such a batch takes a token freed while it waits, or none after its wait.
     assert out["freed True"] == {"took": True}
     assert out["freed False"] == {"took": False}
+
+
+@pytest.mark.parametrize("where", ["task", "thread"])
+def test_tasks_that_cannot_leave_their_process_run_in_the_caller(where: str) -> None:
+    """Found by the stress suite: a call from a thread of a task hung while a CPU was free.
+
+    Its caller holds no token, so it used to send every task to lanes, and a
+    task that no lane or helper can take (it cannot be pickled, or every token
+    was taken meanwhile) waited for ever. It now runs in the caller's process,
+    as plain joblib's threads would run it.
+    """
+    out = run_child_json(
+        "budget_thread_local_tasks", where, env={"NEST_JOBLIB_CPUS": "3"}, timeout=60
+    )
+    for task in out:
+        assert task["together"]
+        assert task["leaf_pids"] == [task["pid"]] * 4
+
+
+def test_calls_from_threads_of_a_task_stay_within_the_budget() -> None:
+    """Found by the stress suite: a thread of a task loses joblib's nesting context.
+
+    Its call looked like a top-level one, and made a budget and a pool of its
+    own inside the worker: three processes computed on a budget of two. It is
+    nested in the tree of the worker it runs in.
+    """
+    for _ in range(3):
+        out = run_child_json("budget_thread_calls", env={"NEST_JOBLIB_CPUS": "2"}, timeout=120)
+        assert out["leaves"] == 10
+        assert out["peak"] <= 2

@@ -8,10 +8,13 @@ Importing it does not import joblib.
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from ._version import __version__
 from ._warnings import NestJoblibWarning
 
-__all__ = ["NestJoblibWarning", "__version__", "apply", "is_active", "nested_backends"]
+__all__ = ["NestJoblibWarning", "__version__", "apply", "info", "is_active", "nested_backends"]
 
 
 def apply(set_default: bool = True, auto_register: bool = True) -> None:
@@ -46,6 +49,38 @@ def is_active() -> bool:
     from ._private.patch import is_patched
 
     return is_patched(parallel)
+
+
+def info() -> dict[str, Any]:
+    """The CPU budget as this process sees it, as a JSON-serialisable dict.
+
+    ``pid``; ``budget``: its size, or ``None`` when off or unavailable;
+    ``source``: where the size comes from, or why there is none; ``role``:
+    ``"root"`` (this process made the tree's budget), ``"worker"`` (it was
+    given one) or ``None`` (no budget in use yet); ``directory``: the
+    budget's directory, ``None`` until a call needs one (``info()`` makes
+    none); ``held`` and ``held_slots``: the tokens this process holds;
+    ``free``: the tokens no process of the tree holds (``None`` without a
+    directory); ``placed_elsewhere``: tasks of this process's nested calls
+    running in other processes right now.
+    """
+    import sys
+
+    if "joblib.parallel" not in sys.modules:
+        return {
+            "pid": os.getpid(),
+            "budget": None,
+            "source": "none: joblib is not imported in this process",
+            "role": None,
+            "directory": None,
+            "held": 0,
+            "held_slots": [],
+            "free": None,
+            "placed_elsewhere": 0,
+        }
+    from ._private.live import info as live_info
+
+    return live_info()
 
 
 def nested_backends() -> list[str]:

@@ -121,6 +121,9 @@ def format_status(report: Mapping[str, Any]) -> str:
     if not report["active"]:
         budget += ", not in force: joblib is not patched"
     add(f"CPU budget:       {budget}")
+    add(f"running trees:    {_trees_line(report['trees'])}")
+    for tree in report["trees"]:
+        add(f"  {_tree_line(tree)}")
     add(f"joblib:           {report['joblib_version'] or 'not importable'}")
     add(f"Python:           {report['python_version']} ({report['python_executable']})")
     if report["hints"]:
@@ -128,6 +131,25 @@ def format_status(report: Mapping[str, Any]) -> str:
         for hint in report["hints"]:
             add(f"hint: {hint}")
     return "\n".join(lines)
+
+
+def _trees_line(trees: Sequence[Mapping[str, Any]]) -> str:
+    alive = sum(1 for tree in trees if tree["alive"])
+    if not trees:
+        return "none of this user in the temporary directory"
+    return f"{alive} of this user ({len(trees) - alive} stale, removed by the next root)"
+
+
+def _tree_line(tree: Mapping[str, Any]) -> str:
+    head = f"{tree['directory']}: root {tree['root_pid']}, budget {tree['budget']}"
+    if not tree["alive"]:
+        return head + ", root gone (stale)"
+    head += f", {tree['free']} free"
+    holders = tree["holders"]
+    if holders is None:
+        return head + "; holders not known here (Linux's /proc/locks tells)"
+    held = ", ".join(f"token {slot} by {pid}" for slot, pid in sorted(holders.items()))
+    return head + (f"; {held}" if held else "")
 
 
 def run_status(as_json: bool, out: TextIO) -> int:

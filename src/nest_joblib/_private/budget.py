@@ -262,6 +262,10 @@ class Budget:
             self.cancel_handoff_when_done(slot, job)
         return job
 
+    def held_slots(self) -> list[int]:
+        with self._lock:
+            return sorted(self._held)
+
     def has_free(self) -> bool:
         token = self.try_acquire()
         if token is None:
@@ -471,6 +475,36 @@ _budgets: dict[BudgetRef, Budget] = {}
 _budgets_lock = threading.Lock()
 _own: BudgetRef | None = None
 _local = threading.local()
+#: Why no budget can be made in this process, once a call found out.
+unavailable: str | None = None
+
+
+def own_ref() -> BudgetRef | None:
+    """The budget of the tree rooted in this process, if it made one."""
+    return _own
+
+
+def tree_ref() -> BudgetRef | None:
+    """The budget of the tree this process belongs to: its own, or the one it was given."""
+    if _own is not None:
+        return _own
+    with _budgets_lock:
+        return next(iter(_budgets), None)
+
+
+def given_ref() -> BudgetRef | None:
+    """The budget of the tree this process is a worker of (given by its parent), if any."""
+    if _own is not None:
+        return None
+    with _budgets_lock:
+        return next(iter(_budgets), None)
+
+
+def held_slots() -> list[int]:
+    """The slots whose token this process holds (``flock``), in every budget it knows."""
+    with _budgets_lock:
+        budgets = list(_budgets.values())
+    return sorted(slot for b in budgets for slot in b.held_slots())
 
 
 def supported() -> bool:
@@ -505,7 +539,7 @@ def root_budget(size: int) -> BudgetRef:
                 _own = BudgetRef("", size)
             else:
                 try:
-                    path = directory.make()
+                    path = directory.make(size)
                 except OSError as exc:
                     raise BudgetUnavailable(exc.errno, f"{type(exc).__name__}: {exc}") from exc
                 _own = BudgetRef(path, size, secrets.token_bytes(32))

@@ -34,11 +34,6 @@ logger = logging.getLogger("nest_joblib")
 Shape = Union[TopLevelPool, NestedCall]
 
 
-#: Why no budget can be made in this process (then nested calls nest as in
-#: plain joblib: threads at the first level, sequential below).
-_unavailable: str | None = None
-
-
 def budget_size() -> int | None:
     """The budget in force in this process: ``None`` when it is off."""
     cpus = settings().cpus
@@ -57,14 +52,13 @@ class BudgetedLokyMixin:
             return self.__dict__["_nest_ref"]  # type: ignore[no-any-return]
         except KeyError:
             pass
-        global _unavailable
         size = budget_size()
-        ref = None
-        if size is not None and _unavailable is None:
+        ref = budget_mod.given_ref()
+        if ref is None and size is not None and budget_mod.unavailable is None:
             try:
                 ref = budget_mod.root_budget(size)
             except budget_mod.BudgetUnavailable as exc:
-                _unavailable = str(exc)
+                budget_mod.unavailable = str(exc)
                 warn(
                     f"cannot make the CPU budget ({exc}); nested calls of this process "
                     "run as in plain joblib (threads, then sequential)"
@@ -73,7 +67,7 @@ class BudgetedLokyMixin:
         return ref
 
     def get_nested_backend(self) -> Any:
-        if _unavailable is not None and self._budget_ref() is None:
+        if budget_mod.unavailable is not None and self._budget_ref() is None:
             return contract.ParallelBackendBase.get_nested_backend(self)  # joblib's own
         return super().get_nested_backend()  # type: ignore[misc]
 
@@ -82,7 +76,7 @@ class BudgetedLokyMixin:
         if "_nest_ref" in self.__dict__:
             ref: BudgetRef | None = self.__dict__["_nest_ref"]
             return None if ref is None else ref.size
-        return None if _unavailable is not None else budget_size()
+        return None if budget_mod.unavailable is not None else budget_size()
 
     def _copy_nest_state(self, nested: Any) -> None:
         nested._nest_ref = self._budget_ref()
@@ -90,7 +84,10 @@ class BudgetedLokyMixin:
 
     def _is_pool(self) -> bool:
         # Level 0 first: a call that turns out sequential makes no budget directory.
-        return not self.nesting_level or self._budget_ref() is None
+        # A call from a thread of a task is at level 0 too (joblib's nesting
+        # context is per thread), but in a process of a tree: it is nested there.
+        top = not self.nesting_level and budget_mod.given_ref() is None
+        return top or self._budget_ref() is None
 
     def _shape(self) -> Shape:
         shape: Shape | None = self.__dict__.get("_nest_shape")
@@ -125,7 +122,7 @@ class BudgetedLokyMixin:
             return n
         ref = self._budget_ref()
         assert ref is not None
-        level = self.nesting_level or 0
+        level = self.nesting_level or 1
         self._check_thread_hints(kwargs)  # type: ignore[attr-defined]
         n = self.effective_n_jobs(n_jobs)
         if n == 1:
@@ -142,12 +139,9 @@ class BudgetedLokyMixin:
         scheduler = Scheduler(n, budget, ref, env, level, pickler)
         self._nest_shape = NestedCall(self, scheduler)
         logger.debug(
-            "nesting level %d: up to %d tasks at once, %s",
+            "nesting level %d: up to %d tasks at once, in its caller first, lanes as CPUs free up",
             level,
             n,
-            "in its caller first, lanes as CPUs free up"
-            if scheduler.inline
-            else "in lane processes (a CPU is free, the caller holds none)",
         )
         return n
 

@@ -51,8 +51,8 @@ _UNLOCKED_GRACE = 60.0
 _mine: dict[str, int] = {}
 
 
-def make() -> str:
-    """A new budget directory, held by this process until it exits."""
+def make(size: int) -> str:
+    """A new budget directory of ``size`` tokens, held by this process until it exits."""
     reap()
     path = tempfile.mkdtemp(prefix=PREFIX)
     try:
@@ -61,6 +61,8 @@ def make() -> str:
         fd = os.open(making, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ENOLCK, EINVAL...: no flock here
+            # What `nest-joblib status` shows of the tree: its root, its size.
+            os.write(fd, f"{os.getpid()} {size}\n".encode())
             os.rename(making, os.path.join(path, LOCK))
         except OSError:
             os.close(fd)
@@ -72,6 +74,35 @@ def make() -> str:
         atexit.register(_at_exit, os.getpid())
     _mine[path] = fd
     return path
+
+
+def describe(path: str) -> tuple[int, int] | None:
+    """The root's pid and the budget's size, as ``path``'s ``root.lock`` names them."""
+    try:
+        with open(os.path.join(path, LOCK), "rb") as f:
+            pid, size = f.read(64).split()[:2]
+        return int(pid), int(size)
+    except (OSError, ValueError):
+        return None
+
+
+def listing(root: str | None = None) -> list[str]:
+    """The budget directories of this user in ``root`` (the temporary directory by default)."""
+    root = tempfile.gettempdir() if root is None else root
+    try:
+        names = sorted(n for n in os.listdir(root) if n.startswith(PREFIX))
+    except OSError:
+        return []
+    paths = []
+    for name in names:
+        path = os.path.join(root, name)
+        try:
+            info = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+            paths.append(path)
+    return paths
 
 
 def reap(root: str | None = None) -> list[str]:

@@ -17,8 +17,8 @@ A call runs inline first, on the token its caller lends it, and hands
 queued tasks to lanes whenever a CPU is free anywhere in the tree (at once,
 if one is free when it starts), so an idle CPU is picked up by whichever call
 has work waiting. A call whose caller holds no token (a stand-in, a thread of
-the user's) sends its tasks to lanes while a CPU is free, and runs them
-inline, without a token, only when none is.
+the user's) runs its tasks inline too, without a token, in the process that
+already runs its caller: it never waits for a CPU to free up elsewhere.
 
 Tasks that leave the process are pickled once, large arrays by reference
 (:mod:`.arrays`). The first task that fails stops the call: nothing more is
@@ -33,6 +33,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from concurrent.futures import Future
 from typing import Any, Callable
 
@@ -73,6 +74,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_task_seconds.clear)
 
 
+#: The nested calls of this process that are not over (for ``info()``).
+_calls: weakref.WeakSet[Scheduler] = weakref.WeakSet()
+
+
+def placed_elsewhere() -> int:
+    """Tasks that nested calls of this process have placed in other processes right now."""
+    return sum(call.remote_running for call in list(_calls))
+
+
 def _settle(future: Future[Any], ok: bool, value: Any) -> None:
     """Give ``future`` the outcome of its task: a result, or an exception."""
     if ok:
@@ -99,14 +109,10 @@ class Scheduler:
         self._pickler = pickler or TaskPickler()
         #: The caller holds a token, which it lends to this call while it
         #: waits. A caller without one (a stand-in, a thread of the user's)
-        #: has its inline tasks run without one, as plain joblib would.
+        #: has its inline tasks run without one, in its own process, as plain
+        #: joblib's threads would: a call never depends on a CPU freeing up
+        #: elsewhere to make progress.
         self._caller_lends = budget_mod.held() is not None
-        # A caller with a token runs the tasks itself first, on that token,
-        # as joblib's threads would, while free CPUs start lanes. One without
-        # runs them only when no CPU is free: it has none of its own to use.
-        # (Decided while the caller still holds its token: a free one now is
-        # a CPU that nobody in the tree is using.)
-        self.inline = budget.static or self._caller_lends or not budget.has_free()
         #: Tasks in flight at most (inline, in lanes, in helpers): joblib's n_jobs.
         self._n_jobs = n_jobs
         self._queue: collections.deque[_Item] = collections.deque()
@@ -131,12 +137,12 @@ class Scheduler:
         #: The call's own inline runner is running a task (when not, the next is its own).
         self._inline_busy = False
         #: Inline tasks that wait get stand-ins (where threads have CPU clocks).
-        self._stand_ins = self.inline and n_jobs > 1 and waits.supported()
+        self._stand_ins = n_jobs > 1 and waits.supported()
         self._watched = False  # by the watcher, now
-        if self.inline:
-            if not budget.static and n_jobs > 1:
-                self._open_offer()
-            self._thread(self._run_inline, "inline")
+        _calls.add(self)
+        if not budget.static and n_jobs > 1:
+            self._open_offer()
+        self._thread(self._run_inline, "inline")
         if not budget.static:
             self._thread(self._feed_lanes, "feeder")
 
@@ -232,6 +238,11 @@ class Scheduler:
             lanes.kill(lane)
         waits.watcher.unwatch(self)
         self._pickler.close()
+
+    @property
+    def remote_running(self) -> int:
+        """Tasks of this call running in lanes or helpers now."""
+        return self._remote_running
 
     # -- inside ---------------------------------------------------------------
 
@@ -386,7 +397,7 @@ class Scheduler:
 
     def _worth_a_new_lane(self) -> bool:
         """Whether the work queued here outlasts starting a process for it."""
-        if not self.inline or self._mean is None:
+        if self._mean is None:
             return True
         with self._cond:
             queued = len(self._queue)
@@ -397,7 +408,7 @@ class Scheduler:
 
         An inline call keeps one place for its own runner.
         """
-        inline = max(len(self._inline), 1 if self.inline else 0)
+        inline = max(len(self._inline), 1)
         return self._remote_running + self._starting + inline < self._n_jobs
 
     def _take_cpu(self) -> Token | None:
@@ -504,9 +515,6 @@ class Scheduler:
             lanes.give_back(lane)
         with self._cond:
             self._starting -= 1
-            if lane is None and not self.inline:
-                self.inline = True
-                self._thread(self._run_inline, "inline")
             self._cond.notify_all()
 
     # -- helpers: idle top-level workers elsewhere in the tree (see .sharing) --

@@ -111,6 +111,12 @@ def _hints(report: Mapping[str, Any]) -> list[str]:
     return hints
 
 
+def _trees() -> list[dict[str, Any]]:
+    from .live import trees
+
+    return trees()
+
+
 def gather(
     environ: Mapping[str, str] | None = None, *, joblib_was_imported: bool = True
 ) -> dict[str, Any]:
@@ -182,6 +188,7 @@ def gather(
         "python_version": platform.python_version(),
         "python_executable": sys.executable,
         "site_disabled": bool(sys.flags.no_site),
+        "trees": _trees(),
     }
     report["hints"] = _hints(report)
     return report
