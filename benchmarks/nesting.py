@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -52,7 +53,20 @@ from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODES = ("plain", "naive", "budget")
-SHAPES = ("short", "uneven", "full", "deep", "big", "bigfull", "wait", "numpy", "warm", "waitfree")
+SHAPES = (
+    "short",
+    "uneven",
+    "full",
+    "deep",
+    "big",
+    "bigfull",
+    "wait",
+    "numpy",
+    "warm",
+    "waitfree",
+    "toplevel-wait",
+    "toplevel-cpu",
+)
 #: Targets on the 2-core machine: max ratio to plain's median wall time (issues 3 and 12).
 TARGETS = {
     "short": 0.58,
@@ -64,7 +78,11 @@ TARGETS = {
     "wait": 1.02,
     "numpy": 1.02,
     "warm": 1.02,
+    "toplevel-wait": 1.02,
+    "toplevel-cpu": 1.02,
 }
+#: With ``--cpus 1`` every shape's bound is this (issue 23: nothing taken away on one CPU).
+ONE_CPU_TARGET = 1.02
 #: Shapes whose budget mode gets a budget of twice the CPUs: its nested calls find CPUs free.
 WIDE_BUDGET_SHAPES = ("waitfree",)
 #: Peak PSS of the tree at most this many times plain's (issue 12).
@@ -75,7 +93,8 @@ WARM_SHAPES = {"warm": "numpy"}
 ARRAY_SHAPES = ("big", "bigfull")
 ARRAY_BYTES = 400 * 1024**2
 #: Seconds a leaf of the wait shape sleeps; floats a numpy leaf sorts, how many times.
-WAIT_SECONDS = 2.0
+#: (Four leaves' time: 2 s with the default leaf of 0.5 s.)
+WAIT_LEAVES = 4
 SORTED_FLOATS = 3_000_000
 SORTS = 6
 RESULT_PREFIX = "NESTING-RESULT "
@@ -161,7 +180,7 @@ def deep_level(depth: int, loops: int) -> list[Leaf]:
     return fan_out(4, [(deep_level, depth - 1, loops)] * 4)
 
 
-def run_shape(shape: str, loops: int, array: Any = None) -> list[Leaf]:
+def run_shape(shape: str, loops: int, array: Any = None, wait: float = 2.0) -> list[Leaf]:
     if shape == "big":
         inner = (fan_out, -1, [(array_leaf, array, loops)] * 8)
         return fan_out(-1, [inner])
@@ -169,7 +188,7 @@ def run_shape(shape: str, loops: int, array: Any = None) -> list[Leaf]:
         inner = (fan_out, -1, [(array_leaf, array, loops)] * 4)
         return fan_out(-1, [inner] * 2)
     if shape == "wait":
-        inner = (fan_out, -1, [(waiting_leaf, WAIT_SECONDS)] * 4)
+        inner = (fan_out, -1, [(waiting_leaf, wait)] * 4)
         return fan_out(-1, [inner] * 2)
     if shape == "numpy":
         inner = (fan_out, -1, [(numpy_leaf, seed) for seed in range(8)])
@@ -177,11 +196,15 @@ def run_shape(shape: str, loops: int, array: Any = None) -> list[Leaf]:
     if shape == "warm":
         return run_shape("numpy", loops) + run_shape("numpy", loops)
     if shape == "waitfree":
-        inner = (fan_out, 8, [(waiting_leaf, WAIT_SECONDS / 2)] * 8)
+        inner = (fan_out, 8, [(waiting_leaf, wait / 2)] * 8)
         return fan_out(-1, [inner])
     if shape == "short":
         inner = (fan_out, -1, [(leaf, loops)] * 8)
         return fan_out(-1, [inner])
+    if shape == "toplevel-wait":
+        return fan_out(8, [(waiting_leaf, wait / 2)] * 8)
+    if shape == "toplevel-cpu":
+        return fan_out(8, [(leaf, loops)] * 8)
     if shape == "uneven":
         wide = (fan_out, -1, [(leaf, loops)] * 6)
         return fan_out(2, [wide, (leaves_in_turn, 2, loops)])
@@ -195,7 +218,10 @@ def run_shape(shape: str, loops: int, array: Any = None) -> list[Leaf]:
 
 def child(argv: list[str]) -> int:
     """In the fresh interpreter: run one shape once, print the result as one JSON line."""
-    shape, loops = argv[0], int(argv[1])
+    shape, loops, wait = argv[0], int(argv[1]), float(argv[2])
+    cpus = os.environ.get(CPUS_VARIABLE)
+    if cpus:  # before joblib is imported: its cpu_count() (and the workers) see only these
+        os.sched_setaffinity(0, range(int(cpus)))
     import joblib  # imported (and patched) before the clock starts, as in any real program
 
     array = None
@@ -207,7 +233,7 @@ def child(argv: list[str]) -> int:
         run_shape(WARM_SHAPES[shape], loops)
     epoch = time.time()
     start = time.perf_counter()
-    leaves = run_shape(shape, loops, array)
+    leaves = run_shape(shape, loops, array, wait)
     wall = time.perf_counter() - start
     result = {
         "start": epoch,
@@ -224,19 +250,29 @@ def child(argv: list[str]) -> int:
 # --------------------------------------------------------------------------------------------
 
 CHILD_CODE = "import sys, nesting; sys.exit(nesting.child(sys.argv[1:]))"
+#: The child pins itself to this many CPUs (``--cpus``) before it imports joblib.
+CPUS_VARIABLE = "NESTING_BENCHMARK_CPUS"
+#: Modes that switch one mechanism of the budget off (``--ablate``): ``off:<mechanism>``.
+OFF = "off:"
 
 
-def mode_env(mode: str, debug: bool = False, shape: str = "") -> dict[str, str]:
+def mode_env(
+    mode: str, debug: bool = False, shape: str = "", cpus: int | None = None
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEST_JOBLIB")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)
+    if cpus:
+        env[CPUS_VARIABLE] = str(cpus)
     if mode == "plain":
         env["NEST_JOBLIB"] = "0"
     elif mode == "naive":
         env["NEST_JOBLIB_CPUS"] = "off"
-    elif mode != "budget":
+    elif mode != "budget" and not mode.startswith(OFF):
         raise ValueError(mode)
-    elif shape in WIDE_BUDGET_SHAPES:
-        env["NEST_JOBLIB_CPUS"] = str(2 * (os.cpu_count() or 1))
+    if mode.startswith(OFF):
+        env["NEST_JOBLIB_ABLATE"] = mode[len(OFF) :]
+    if mode != "plain" and mode != "naive" and shape in WIDE_BUDGET_SHAPES:
+        env["NEST_JOBLIB_CPUS"] = str(2 * (cpus or os.cpu_count() or 1))
     if debug:
         env["NEST_JOBLIB_DEBUG"] = "1"
     return env
@@ -357,12 +393,14 @@ def run_once(
     timeout: float,
     debug_log: str | None,
     pss_every: int = 5,
+    cpus: int | None = None,
+    wait: float = 2.0,
 ) -> dict[str, Any]:
     debug = debug_log is not None and mode == "budget"
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD_CODE, shape, str(loops)],
-        env=mode_env(mode, debug, shape),
+        [sys.executable, "-c", CHILD_CODE, shape, str(loops), str(wait)],
+        env=mode_env(mode, debug, shape, cpus),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -420,18 +458,19 @@ def print_table(
     runs: dict[tuple[str, str], list[dict[str, Any]]],
     budget: int,
     modes: list[str],
+    cpus: int | None = None,
 ) -> None:
     header = (
-        f"{'shape':<7} {'mode':<7} {'wall':>6} {'ratio':>6} {'target':>7} {'total':>6} "
+        f"{'shape':<13} {'mode':<14} {'wall':>6} {'ratio':>6} {'target':>7} {'total':>6} "
         f"{'workers':>7} {'leaves':>6} {'procs':>5} {'pids':>4} {'leaf':>5} {'pss':>6} "
         f"{'pss/p':>6}  walls"
     )
     print(header)
     print("-" * len(header))
     for shape in shapes:
-        plain = _median(runs[shape, "plain"], "wall")
-        naive = _median(runs[shape, "naive"], "wall")
-        plain_pss = _median(runs[shape, "plain"], "pss")
+        plain = _median(runs.get((shape, "plain"), []), "wall")
+        naive = _median(runs.get((shape, "naive"), []), "wall")
+        plain_pss = _median(runs.get((shape, "plain"), []), "pss")
         for mode in modes:
             rs = runs[shape, mode]
             wall = statistics.median(r["wall"] for r in rs)
@@ -443,7 +482,7 @@ def print_table(
             target = ""
             if mode == "budget" and "plain" in modes:
                 # not (wall > naive): true when naive did not run (NaN)
-                bound = TARGETS.get(shape)
+                bound = ONE_CPU_TARGET if cpus == 1 else TARGETS.get(shape)
                 ok = (bound is None or ratio <= bound) and not wall > naive
                 if shape == "deep":
                     ok = ok and computing <= budget and workers <= 4 * budget
@@ -451,7 +490,7 @@ def print_table(
                     ok = ok and pss_ratio <= PSS_TARGETS[shape]
                 target = ("-" if bound is None else f"{bound:.2f}") + ("" if ok else "!")
             print(
-                f"{shape:<7} {mode:<7} {wall:>6.2f} {ratio:>6.2f} {target:>7} "
+                f"{shape:<13} {mode:<14} {wall:>6.2f} {ratio:>6.2f} {target:>7} "
                 f"{statistics.median(r['total'] for r in rs):>6.2f} {workers:>7} {computing:>6} "
                 f"{max(r['procs'] for r in rs):>5} {max(r['leaf_pids'] for r in rs):>4} "
                 f"{statistics.median(r['leaf_time'] for r in rs):>5.2f} "
@@ -476,6 +515,52 @@ def print_table(
     )
 
 
+def bootstrap_median(values: list[float], rounds: int = 4000) -> tuple[float, float]:
+    """A 95% percentile-bootstrap interval of the median of ``values`` (seeded: repeatable)."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(rounds))
+    return medians[int(0.025 * rounds)], medians[int(0.975 * rounds) - 1]
+
+
+def print_ablation(
+    shapes: list[str], runs: dict[tuple[str, str], list[dict[str, Any]]], modes: list[str]
+) -> None:
+    """Per mechanism and shape: the median of off/on pair ratios, its interval, and beside
+    them the peak processes computing at once and the peak PSS, on and off."""
+    header = (
+        f"{'mechanism':<12} {'shape':<13} {'off/on':>6} {'95% interval':>14} {'pairs':>5} "
+        f"{'procs on/off':>12} {'pss GB on/off':>13}"
+    )
+    print(header)
+    print("-" * len(header))
+    for mode in modes:
+        if not mode.startswith(OFF):
+            continue
+        for shape in shapes:
+            on, off = runs.get((shape, "budget"), []), runs.get((shape, mode), [])
+            pairs = list(zip(on, off))
+            if not pairs:
+                continue
+            ratios = [b["wall"] / a["wall"] for a, b in pairs]
+            low, high = bootstrap_median(ratios)
+            procs = f"{max(a['procs'] for a, _ in pairs)}/{max(b['procs'] for _, b in pairs)}"
+            pss = (
+                f"{statistics.median(a['pss'] for a, _ in pairs) / 1024**3:.2f}/"
+                f"{statistics.median(b['pss'] for _, b in pairs) / 1024**3:.2f}"
+            )
+            print(
+                f"{mode[len(OFF) :]:<12} {shape:<13} {statistics.median(ratios):>6.3f} "
+                f"{f'[{low:.3f}, {high:.3f}]':>14} {len(pairs):>5} {procs:>12} {pss:>13}"
+            )
+    print(
+        "\noff/on  median over the repetitions of (wall with the mechanism off) / (wall with it"
+        "\n        on), both runs of a pair from the same repetition; above 1: it pays"
+        "\n95%     percentile bootstrap of that median (4000 resamples of the pairs)"
+        "\nprocs   peak processes with a leaf computing at once, on/off (max over the runs)"
+        "\npss     median peak PSS of the process tree, on/off"
+    )
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -495,6 +580,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--debug-log", metavar="PATH", help="append budget runs' NEST_JOBLIB_DEBUG=1 stderr here"
     )
     parser.add_argument("--child", metavar="SHAPE", help="run SHAPE once here, print JSON")
+    parser.add_argument(
+        "--cpus", type=int, help="pin each child (not this driver) to this many CPUs first"
+    )
+    parser.add_argument(
+        "--ablate",
+        metavar="NAMES",
+        help="switch these mechanisms off one at a time (comma-separated, or 'all'): modes "
+        "budget and off:NAME for each, and the table of off/on pair ratios",
+    )
+    parser.add_argument("--save", metavar="PATH", help="append every run here (JSON lines)")
+    parser.add_argument("--load", metavar="PATH", help="print the tables of runs saved before")
     args = parser.parse_args(argv)
     args.shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
     unknown = [s for s in args.shapes if s not in SHAPES]
@@ -505,6 +601,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         what = f"unknown mode(s) {', '.join(sorted(asked - set(MODES)))}" if asked else "no mode"
         parser.error(f"--modes: {what}; known: {', '.join(MODES)}")
     args.modes = [m for m in MODES if m in asked]  # in the usual order
+    if args.ablate:
+        known = mechanisms()
+        names = known if args.ablate == "all" else [n.strip() for n in args.ablate.split(",")]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            parser.error(f"--ablate: unknown {', '.join(unknown)}; known: {', '.join(known)}")
+        args.modes = ["budget", *(OFF + name for name in names)]
+    if args.cpus is not None and not 1 <= args.cpus <= (os.cpu_count() or 1):
+        parser.error(f"--cpus must be between 1 and {os.cpu_count()}")
+    if args.cpus == 1:  # a budget of 4 means nothing on one CPU (issue 23)
+        args.shapes = [s for s in args.shapes if s not in WIDE_BUDGET_SHAPES]
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     if args.leaf_seconds <= 0:
@@ -512,14 +619,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def mechanisms() -> list[str]:
+    """The mechanisms ``NEST_JOBLIB_ABLATE`` can switch off (from the installed plugin)."""
+    from nest_joblib._private.settings import MECHANISMS
+
+    return list(MECHANISMS)
+
+
+def load_runs(path: str) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    with open(path) as f:
+        for line in f:
+            record = json.loads(line)
+            runs.setdefault((record["shape"], record["mode"]), []).append(record)
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.load:
+        saved = load_runs(args.load)
+        modes = list(dict.fromkeys(mode for _, mode in saved))
+        shapes = [s for s in SHAPES if any(shape == s for shape, _ in saved)]
+        if any(m.startswith(OFF) for m in modes):
+            print_ablation(shapes, saved, modes)
+        else:
+            import joblib
+
+            print_table(shapes, saved, args.cpus or joblib.cpu_count(), modes, args.cpus)
+        return 0
     loops = calibrate(args.leaf_seconds)
     if args.child:
         # Same interpreter set-up as a timed run, in the caller's environment.
         env = dict(os.environ)
         env["PYTHONPATH"] = mode_env("budget")["PYTHONPATH"]
-        cmd = [sys.executable, "-c", CHILD_CODE, args.child, str(loops)]
+        wait = WAIT_LEAVES * args.leaf_seconds
+        cmd = [sys.executable, "-c", CHILD_CODE, args.child, str(loops), str(wait)]
         return subprocess.call(cmd, env=env)
 
     import joblib
@@ -532,10 +667,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     modes = args.modes
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {
-        (shape, mode): [] for shape in args.shapes for mode in MODES
+        (shape, mode): [] for shape in args.shapes for mode in modes
     }
-    for shape in args.shapes:
-        for rep in range(args.repeat):
+    # Repetitions outside, shapes inside: a long run stopped early still covers every shape.
+    for rep in range(args.repeat):
+        for shape in args.shapes:
             order = modes[rep % len(modes) :] + modes[: rep % len(modes)]
             if (rep // len(modes)) % 2:
                 order.reverse()
@@ -548,10 +684,15 @@ def main(argv: list[str] | None = None) -> int:
                     args.timeout,
                     args.debug_log,
                     args.pss_every,
+                    args.cpus,
+                    WAIT_LEAVES * args.leaf_seconds,
                 )
                 runs[shape, mode].append(r)
+                if args.save:
+                    with open(args.save, "a") as f:
+                        f.write(json.dumps({"shape": shape, "mode": mode, "rep": rep, **r}) + "\n")
                 print(
-                    f"  rep {rep + 1} {shape:<7} {mode:<7} wall {r['wall']:6.2f}  "
+                    f"  rep {rep + 1} {shape:<13} {mode:<14} wall {r['wall']:6.2f}  "
                     f"total {r['total']:6.2f}  workers {r['workers']:3}  "
                     f"leaves {r['computing']:3}  procs {r['procs']}  "
                     f"pss {r['pss'] / 1024**3:.2f} GB  ({r['backend']})",
@@ -559,7 +700,10 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     print()
-    print_table(args.shapes, runs, budget, modes)
+    if args.ablate:
+        print_ablation(args.shapes, runs, modes)
+    else:
+        print_table(args.shapes, runs, args.cpus or budget, modes, args.cpus)
     return 0
 
 

@@ -29,7 +29,13 @@ from typing import Any
 import pytest
 
 #: Variables of ours that must not leak from the developer's shell into tests.
-OUR_VARIABLES = ("NEST_JOBLIB", "NEST_JOBLIB_BACKENDS", "NEST_JOBLIB_CPUS", "NEST_JOBLIB_DEBUG")
+OUR_VARIABLES = (
+    "NEST_JOBLIB",
+    "NEST_JOBLIB_BACKENDS",
+    "NEST_JOBLIB_CPUS",
+    "NEST_JOBLIB_DEBUG",
+    "NEST_JOBLIB_ABLATE",  # benchmarks only (benchmarks/README.md)
+)
 #: This directory: the ``PYTHONPATH`` of child programs, so that ``children`` imports.
 TESTS = Path(__file__).resolve().parent
 #: The child programs, one module each.

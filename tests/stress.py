@@ -55,7 +55,13 @@ from typing import Any
 TESTS = Path(__file__).resolve().parent
 PROGRAM = TESTS / "children" / "stress_program.py"
 #: Variables of ours that must not leak into the runs from the developer's shell.
-OURS = ("NEST_JOBLIB", "NEST_JOBLIB_BACKENDS", "NEST_JOBLIB_CPUS", "NEST_JOBLIB_DEBUG")
+OURS = (
+    "NEST_JOBLIB",
+    "NEST_JOBLIB_BACKENDS",
+    "NEST_JOBLIB_CPUS",
+    "NEST_JOBLIB_DEBUG",
+    "NEST_JOBLIB_ABLATE",
+)
 #: Marks every process of a run, so that the driver finds the ones left behind.
 MARK = "NEST_JOBLIB_STRESS_RUN"
 TIMEOUT = "multiprocessing.context.TimeoutError"

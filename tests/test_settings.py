@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 from conftest import run_child, run_python
 from nest_joblib._private.settings import ENGINES, Settings
 
-VARIABLES = ("NEST_JOBLIB", "NEST_JOBLIB_BACKENDS", "NEST_JOBLIB_CPUS", "NEST_JOBLIB_DEBUG")
+VARIABLES = (
+    "NEST_JOBLIB",
+    "NEST_JOBLIB_BACKENDS",
+    "NEST_JOBLIB_CPUS",
+    "NEST_JOBLIB_DEBUG",
+    "NEST_JOBLIB_ABLATE",
+)
 ON = ("1", "true", "on", "yes")
 OFF = ("0", "false", "off", "no")
 
@@ -142,6 +148,8 @@ def test_backends_known_engines_or_problems(raw: str) -> None:
         ({"NEST_JOBLIB_BACKENDS": "Ray, dask,ray,"}, "backends", ("ray", "dask")),
         ({"NEST_JOBLIB_BACKENDS": "spark"}, "backends", ()),
         ({"NEST_JOBLIB_DEBUG": "YES"}, "debug", True),
+        ({"NEST_JOBLIB_ABLATE": " Lanes,wakeup,"}, "ablate", frozenset({"lanes", "wakeup"})),
+        ({"NEST_JOBLIB_ABLATE": "lanes,warp"}, "ablate", frozenset({"lanes"})),
     ],
 )
 def test_examples(env: dict[str, str], field: str, expected: object) -> None:
@@ -219,6 +227,7 @@ def test_good_switch(value: str | None, enabled: bool) -> None:
         ("NEST_JOBLIB_CPUS", "-3", "at least 1"),
         ("NEST_JOBLIB_BACKENDS", "dusk", "dask, ray"),
         ("NEST_JOBLIB_DEBUG", "verbose", "true"),
+        ("NEST_JOBLIB_ABLATE", "warp", "stand-ins"),
     ],
 )
 def test_other_bad_values_warn_once_and_patch(name: str, value: str, accepted: str) -> None:

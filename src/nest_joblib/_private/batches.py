@@ -8,6 +8,7 @@ from . import budget as budget_mod
 from .budget import BudgetRef
 from .keep import keeper_for
 from .sharing import help_elsewhere
+from .state import ablated
 
 
 class TokenHeld:
@@ -71,7 +72,7 @@ class TokenHeld:
             with holding:
                 return self.func()
         finally:
-            if holding.token is not None and self.keep:
+            if holding.token is not None and self.keep and not ablated("keep"):
                 keeper.keep(holding.token)
             elif holding.token is not None:
                 holding.token.release()

@@ -97,7 +97,8 @@ def patch(
         module.register_parallel_backend = register
         if rebind:
             joblib.register_parallel_backend = register  # type: ignore[union-attr]
-        wakeup.install(module)
+        if not current.ablate & {"wakeup"}:
+            wakeup.install(module)
     except BaseException:
         _restore(module, joblib if rebind else None, original, *saved)
         raise

@@ -20,6 +20,7 @@ from . import contract, wakeup
 from .batches import TokenHeld
 from .budget import BudgetRef
 from .standby import Spares
+from .state import ablated
 
 
 class TopLevelPool:
@@ -50,7 +51,7 @@ class TopLevelPool:
         # queue, so each is taken at once by a worker; a token held for a
         # batch further back would starve the workers.)
         budget = budget_mod.budget_for(self._ref)
-        token = budget.try_acquire() if self._ramp > 0 else None
+        token = budget.try_acquire() if self._ramp > 0 and not ablated("handoffs") else None
         self._ramp = max(0, self._ramp - 1)
         job = budget.send_handed_off(
             token, functools.partial(self._send, self._ref, func, callback)

@@ -46,6 +46,7 @@ from .batches import TokenHeld
 from .budget import Budget, BudgetRef, Token, backoff
 from .lanes import lanes
 from .sharing import Offer
+from .state import ablated
 
 logger = logging.getLogger("nest_joblib")
 
@@ -137,13 +138,17 @@ class Scheduler:
         #: The call's own inline runner is running a task (when not, the next is its own).
         self._inline_busy = False
         #: Inline tasks that wait get stand-ins (where threads have CPU clocks).
-        self._stand_ins = n_jobs > 1 and waits.supported()
+        self._stand_ins = n_jobs > 1 and waits.supported() and not ablated("stand-ins")
+        #: Benchmarks only: without the inline runner, every task goes elsewhere.
+        self._no_inline = ablated("inline")
+        self._stand_ins = self._stand_ins and not self._no_inline
         self._watched = False  # by the watcher, now
         _calls.add(self)
-        if not budget.static and n_jobs > 1:
+        if not budget.static and n_jobs > 1 and not ablated("helpers"):
             self._open_offer()
-        self._thread(self._run_inline, "inline")
-        if not budget.static:
+        if not self._no_inline:
+            self._thread(self._run_inline, "inline")
+        if not budget.static and not ablated("lanes"):
             self._thread(self._feed_lanes, "feeder")
 
     def _thread(self, target: Callable[..., None], name: str, *args: Any) -> None:
@@ -408,7 +413,7 @@ class Scheduler:
 
         An inline call keeps one place for its own runner.
         """
-        inline = max(len(self._inline), 1)
+        inline = len(self._inline) if self._no_inline else max(len(self._inline), 1)
         return self._remote_running + self._starting + inline < self._n_jobs
 
     def _take_cpu(self) -> Token | None:
@@ -469,6 +474,9 @@ class Scheduler:
                     self._remote_done_count()
                 continue
             # The lane task asks for this very token once it starts.
+            if ablated("handoffs"):  # benchmarks only: it takes a free one instead
+                token.release()
+                token = None
             try:
                 remote = self._budget.send_handed_off(
                     token, functools.partial(self._send_to_lane, lane, payload)
@@ -544,7 +552,7 @@ class Scheduler:
                 return None
             # An idle inline runner is about to take the head: a helper taking
             # it would leave the caller's CPU idle for as long as the task runs.
-            mine = not self._inline_busy
+            mine = not self._inline_busy and not self._no_inline
             chosen = None
             for item in list(self._queue):
                 if item.future.cancelled():

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from nest_joblib._switch import parse_switch
 
-__all__ = ["ENGINES", "Settings"]
+__all__ = ["ENGINES", "MECHANISMS", "Settings"]
 
 #: Engines whose nested variants ``NEST_JOBLIB_BACKENDS`` can pre-register.
 ENGINES = ("dask", "ray")
@@ -22,6 +22,22 @@ _UNNESTABLE_ENGINES = {
 }
 
 
+#: Mechanisms of the budget that ``NEST_JOBLIB_ABLATE`` can switch off, to
+#: measure what each one is worth (``benchmarks/nesting.py --ablate``). Not for
+#: users: a benchmark's switch, with no promise attached.
+MECHANISMS = (
+    "inline",
+    "stand-ins",
+    "lanes",
+    "helpers",
+    "standby",
+    "keep",
+    "handoffs",
+    "kept-tokens",
+    "wakeup",
+)
+
+
 class Settings:
     """Every nest-joblib environment variable, parsed once.
 
@@ -30,7 +46,7 @@ class Settings:
     message in :attr:`problems` and a safe value.
     """
 
-    __slots__ = ("backends", "cpus", "debug", "enabled", "problems")
+    __slots__ = ("ablate", "backends", "cpus", "debug", "enabled", "problems")
 
     def __init__(
         self,
@@ -39,6 +55,7 @@ class Settings:
         cpus: int | None = None,
         debug: bool = False,
         problems: tuple[str, ...] = (),
+        ablate: frozenset[str] = frozenset(),
     ) -> None:
         #: ``NEST_JOBLIB``: whether the plugin patches joblib at all.
         self.enabled = enabled
@@ -53,6 +70,8 @@ class Settings:
         #: One message per bad value, naming the variable, the value and
         #: what is accepted.
         self.problems = problems
+        #: ``NEST_JOBLIB_ABLATE``: mechanisms switched off (benchmarks only).
+        self.ablate = ablate
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
@@ -76,7 +95,8 @@ class Settings:
         debug, problem = parse_switch("NEST_JOBLIB_DEBUG", environ.get("NEST_JOBLIB_DEBUG"), False)
         if problem:
             problems.append(problem + "; debug logging stays off")
-        return cls(enabled, backends, cpus, debug, tuple(problems))
+        ablate = _parse_ablate(environ.get("NEST_JOBLIB_ABLATE"), problems)
+        return cls(enabled, backends, cpus, debug, tuple(problems), ablate)
 
 
 def _parse_backends(raw: str | None, problems: list[str]) -> tuple[str, ...]:
@@ -101,6 +121,19 @@ def _parse_backends(raw: str | None, problems: list[str]) -> tuple[str, ...]:
                 "(comma-separated)"
             )
     return tuple(names)
+
+
+def _parse_ablate(raw: str | None, problems: list[str]) -> frozenset[str]:
+    if raw is None:
+        return frozenset()
+    names = {item.strip().lower() for item in raw.split(",") if item.strip()}
+    unknown = sorted(names - set(MECHANISMS))
+    if unknown:
+        problems.append(
+            f"NEST_JOBLIB_ABLATE={raw!r}: {', '.join(map(repr, unknown))} ignored; accepted "
+            f"names are {', '.join(MECHANISMS)} (comma-separated; for benchmarks only)"
+        )
+    return frozenset(names & set(MECHANISMS))
 
 
 def _parse_cpus(raw: str | None, problems: list[str]) -> int | None:

@@ -59,6 +59,7 @@ from . import contract
 from .arrays import load
 from .budget import Budget, Token
 from .keep import Keeper
+from .state import ablated
 
 logger = logging.getLogger("nest_joblib")
 
@@ -269,7 +270,7 @@ def help_elsewhere(keeper: Keeper, token: Token) -> bool:
     Returns False at once (the keeper frees the token) when nothing is offered.
     """
     budget = token.budget
-    if budget is None or not _offers(budget.ref.path):
+    if budget is None or ablated("helpers") or not _offers(budget.ref.path):
         return False
     threading.Thread(
         target=_help, args=(budget, keeper, token), name="nest-joblib-helper", daemon=True

@@ -41,6 +41,7 @@ from . import contract
 from .batches import TokenHeld
 from .budget import BudgetRef
 from .sharing import help_once
+from .state import ablated
 
 logger = logging.getLogger("nest_joblib")
 
@@ -97,7 +98,7 @@ class Spares:
     @contextlib.contextmanager
     def standing_by(self, parallel: Any) -> Iterator[None]:
         """While the call waits for its results."""
-        if self._budget.static:
+        if self._budget.static or ablated("standby") or ablated("helpers"):
             yield
             return
         try:
@@ -154,6 +155,13 @@ class Spares:
                     return
                 self._standing += 1
             token = self._budget.try_acquire() if handoff else None
+            if token is None and handoff and ablated("kept-tokens"):
+                with self._lock:  # benchmarks only: no token free, no stand-by batch
+                    self._standing -= 1
+                return
+            if token is not None and ablated("handoffs"):  # benchmarks only
+                token.release()
+                token = None
             slot = None if token is None else token.slot
             wait = _WAIT if handoff and slot is None else 0.0
             try:

@@ -33,3 +33,8 @@ def settings() -> Settings:
     if _settings is None:
         _settings = Settings.from_env(os.environ)
     return _settings
+
+
+def ablated(mechanism: str) -> bool:
+    """Whether ``NEST_JOBLIB_ABLATE`` switched ``mechanism`` off (benchmarks only)."""
+    return mechanism in settings().ablate
