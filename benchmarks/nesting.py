@@ -96,7 +96,6 @@ ARRAY_BYTES = 400 * 1024**2
 #: (Four leaves' time: 2 s with the default leaf of 0.5 s.)
 WAIT_LEAVES = 4
 SORTED_FLOATS = 3_000_000
-SORTS = 6
 RESULT_PREFIX = "NESTING-RESULT "
 
 # --------------------------------------------------------------------------------------------
@@ -158,13 +157,13 @@ def waiting_leaf(seconds: float) -> list[Leaf]:
     return [(start, time.time(), os.getpid())]
 
 
-def numpy_leaf(seed: int) -> list[Leaf]:
+def numpy_leaf(seed: int, sorts: int) -> list[Leaf]:
     """A leaf of numpy work that releases the GIL: sort floats it makes itself."""
     import numpy as np
 
     start = time.time()
     rng = np.random.default_rng(seed)
-    for _ in range(SORTS):
+    for _ in range(sorts):
         float(np.sort(rng.random(SORTED_FLOATS))[0])
     return [(start, time.time(), os.getpid())]
 
@@ -180,7 +179,9 @@ def deep_level(depth: int, loops: int) -> list[Leaf]:
     return fan_out(4, [(deep_level, depth - 1, loops)] * 4)
 
 
-def run_shape(shape: str, loops: int, array: Any = None, wait: float = 2.0) -> list[Leaf]:
+def run_shape(
+    shape: str, loops: int, array: Any = None, wait: float = 2.0, sorts: int = 6
+) -> list[Leaf]:
     if shape == "big":
         inner = (fan_out, -1, [(array_leaf, array, loops)] * 8)
         return fan_out(-1, [inner])
@@ -191,10 +192,10 @@ def run_shape(shape: str, loops: int, array: Any = None, wait: float = 2.0) -> l
         inner = (fan_out, -1, [(waiting_leaf, wait)] * 4)
         return fan_out(-1, [inner] * 2)
     if shape == "numpy":
-        inner = (fan_out, -1, [(numpy_leaf, seed) for seed in range(8)])
+        inner = (fan_out, -1, [(numpy_leaf, seed, sorts) for seed in range(8)])
         return fan_out(-1, [inner])
     if shape == "warm":
-        return run_shape("numpy", loops) + run_shape("numpy", loops)
+        return run_shape("numpy", loops, sorts=sorts) + run_shape("numpy", loops, sorts=sorts)
     if shape == "waitfree":
         inner = (fan_out, 8, [(waiting_leaf, wait / 2)] * 8)
         return fan_out(-1, [inner])
@@ -218,7 +219,7 @@ def run_shape(shape: str, loops: int, array: Any = None, wait: float = 2.0) -> l
 
 def child(argv: list[str]) -> int:
     """In the fresh interpreter: run one shape once, print the result as one JSON line."""
-    shape, loops, wait = argv[0], int(argv[1]), float(argv[2])
+    shape, loops, wait, sorts = argv[0], int(argv[1]), float(argv[2]), int(argv[3])
     cpus = os.environ.get(CPUS_VARIABLE)
     if cpus:  # before joblib is imported: its cpu_count() (and the workers) see only these
         os.sched_setaffinity(0, range(int(cpus)))
@@ -230,10 +231,10 @@ def child(argv: list[str]) -> int:
 
         array = np.ones(ARRAY_BYTES // 8)  # made in the root, before the clock starts
     if shape in WARM_SHAPES:
-        run_shape(WARM_SHAPES[shape], loops)
+        run_shape(WARM_SHAPES[shape], loops, sorts=sorts)
     epoch = time.time()
     start = time.perf_counter()
-    leaves = run_shape(shape, loops, array, wait)
+    leaves = run_shape(shape, loops, array, wait, sorts)
     wall = time.perf_counter() - start
     result = {
         "start": epoch,
@@ -276,6 +277,20 @@ def mode_env(
     if debug:
         env["NEST_JOBLIB_DEBUG"] = "1"
     return env
+
+
+def calibrate_sorts(seconds: float) -> int:
+    """Sorts of :data:`SORTED_FLOATS` floats that take about ``seconds`` here (a numpy leaf)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    best = float("inf")
+    for _ in range(3):
+        data = rng.random(SORTED_FLOATS)
+        start = time.perf_counter()
+        np.sort(data)
+        best = min(best, time.perf_counter() - start)
+    return max(1, round(seconds / best))
 
 
 def calibrate(seconds: float) -> int:
@@ -395,11 +410,12 @@ def run_once(
     pss_every: int = 5,
     cpus: int | None = None,
     wait: float = 2.0,
+    sorts: int = 6,
 ) -> dict[str, Any]:
     debug = debug_log is not None and mode == "budget"
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD_CODE, shape, str(loops), str(wait)],
+        [sys.executable, "-c", CHILD_CODE, shape, str(loops), str(wait), str(sorts)],
         env=mode_env(mode, debug, shape, cpus),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -654,15 +670,17 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ)
         env["PYTHONPATH"] = mode_env("budget")["PYTHONPATH"]
         wait = WAIT_LEAVES * args.leaf_seconds
-        cmd = [sys.executable, "-c", CHILD_CODE, args.child, str(loops), str(wait)]
+        sorts = calibrate_sorts(args.leaf_seconds)
+        cmd = [sys.executable, "-c", CHILD_CODE, args.child, str(loops), str(wait), str(sorts)]
         return subprocess.call(cmd, env=env)
 
     import joblib
 
     budget = joblib.cpu_count()
+    sorts = calibrate_sorts(args.leaf_seconds)
     print(
         f"python {sys.version.split()[0]}, joblib {joblib.__version__}, cpu_count {budget}, "
-        f"leaf {args.leaf_seconds} s = {loops} loops, repeat {args.repeat}",
+        f"leaf {args.leaf_seconds} s = {loops} loops or {sorts} sorts, repeat {args.repeat}",
         flush=True,
     )
     modes = args.modes
@@ -686,6 +704,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.pss_every,
                     args.cpus,
                     WAIT_LEAVES * args.leaf_seconds,
+                    sorts,
                 )
                 runs[shape, mode].append(r)
                 if args.save:

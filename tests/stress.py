@@ -28,7 +28,8 @@ the invariants of P12 and P5:
 - every token of the budget free within 1 s of the top-level call's return,
   or of the end of the last leaf stuck past a timeout (``nest_joblib.info()``);
 - processes computing at once (threads of one process count once) never above
-  the budget, plain joblib's own peak for the program, or its top level's width;
+  the larger of the budget and what plain joblib runs for the program (its
+  peak in the plain run, or at most: :func:`plain_width`);
 - 2 s after the root exited, no budget directory, memory-map folder or process
   left that the plain run did not leave.
 
@@ -62,16 +63,15 @@ OURS = (
     "NEST_JOBLIB_DEBUG",
     "NEST_JOBLIB_ABLATE",
 )
+#: Starts the report's line in a run's stdout.
+REPORT = "STRESS-REPORT "
 #: Marks every process of a run, so that the driver finds the ones left behind.
 MARK = "NEST_JOBLIB_STRESS_RUN"
 TIMEOUT = "multiprocessing.context.TimeoutError"
 BUILTIN_ERRORS = ("ValueError", "KeyError", "ZeroDivisionError")
 
 #: Programs that fail for a known reason, by seed: the issue that fixes them.
-KNOWN_FAILURES: dict[int, str] = dict.fromkeys(
-    (30, 60, 82, 135, 150, 156, 172),
-    "#23: on a budget of 1 a nested timeout= is ignored where plain joblib's threads honour it",
-)
+KNOWN_FAILURES: dict[int, str] = {}
 
 
 # -- the generator --------------------------------------------------------------------------
@@ -205,85 +205,98 @@ def _has_timeout(call: dict[str, Any]) -> bool:
 # -- comparing outcomes -----------------------------------------------------------------------
 
 
-def compare_call(call: dict[str, Any], plain: Any, plugin: Any, where: str) -> list[str]:
-    """Problems of the plugin's value of ``call`` (``plain``: plain joblib's, ``None``: unknown).
+#: Failures of plain joblib's own, no task's: a call from a thread of a task shares the
+#: worker's loky executor with the task's other calls, and may find it shut down under it.
+PLAIN_FAILURES = frozenset(
+    {"builtins.RuntimeError", "joblib.externals.loky.process_executor.ShutdownExecutorError"}
+)
+
+
+class Comparison:
+    """The plugin's outcome of a program held to plain joblib's (see the module's docstring).
 
     Values are those of ``run_caught``: a list of ``[path, payload]``, or
-    ``["caught", class]`` when the task caught the call's exception.
+    ``["caught", class, message]`` when a task caught its call's exception.
+    On a budget of 1 the plugin nests exactly as plain joblib does, so it may
+    fail as plain joblib may (:data:`PLAIN_FAILURES`); otherwise never.
     """
-    possible = raised_inside(call)
-    caught = isinstance(plugin, list) and plugin[:1] == ["caught"]
-    plain_caught = isinstance(plain, list) and plain[:1] == ["caught"]
-    if caught:
-        if plugin[1] not in possible:
-            return [f"{where}: caught {plugin[1]}, which no task of the call raises"]
-        if plain_caught or plain is None:
-            return []
-        if plugin[1] == TIMEOUT:  # a timeout that plain joblib ignored (sequential)
-            return []
-        return [f"{where}: caught {plugin[1]} where plain joblib returned"]
-    if plain_caught and plain[1] in possible:
-        return [f"{where}: returned where plain joblib caught {plain[1]}"]
-    if plain_caught:  # plain joblib's own failure (not a task's): check the value alone
-        plain = None
-    return _compare_values(call, plain, plugin, where)
 
+    def __init__(self, program: dict[str, Any]) -> None:
+        self.program = program
+        self.also = PLAIN_FAILURES if program["budget"] == 1 else frozenset()
 
-def _compare_values(call: dict[str, Any], plain: Any, plugin: Any, where: str) -> list[str]:
-    if not isinstance(plugin, list):
-        return [f"{where}: {plugin!r} is not a list of results"]
-    paths = {f"{where}.{i}": task for i, task in enumerate(call["tasks"])}
-    order = list(paths)
-    got = [item[0] for item in plugin]
-    take = call.get("take")
-    if call["return_as"] == "generator_unordered":
-        if len(set(got)) != len(got) or not set(got) <= set(paths):
-            return [f"{where}: results {got} are not distinct tasks of the call"]
-        if len(got) != (take or len(paths)):
-            return [f"{where}: {len(got)} results, expected {take or len(paths)}"]
-    elif got != order[: take or len(order)]:
-        return [f"{where}: results {got}, expected {order[: take or len(order)]}"]
-    problems = []
-    theirs = {} if plain is None else {item[0]: item[1] for item in plain}
-    for path, payload in plugin:
-        task = paths[path]
-        problems += _compare_task(task, theirs.get(path), payload, path, plain is None)
-    return problems
+    def possible(self, call: dict[str, Any]) -> set[str]:
+        return raised_inside(call) | self.also
 
+    def top(self, plain: list[Any], plugin: list[Any]) -> list[str]:
+        """Problems of the plugin's top-level outcome, given plain joblib's."""
+        call = self.program["call"]
+        possible = self.possible(call)
+        if plugin[0] == "raise":
+            if plugin[1] in possible or (plain[0] == "raise" and plugin[1] == plain[1]):
+                return [] if plain[0] == "raise" else ["raised where plain joblib returned"]
+            return [f"raised {plugin[1]} ({plugin[2]}), which no task raises"]
+        if plain[0] == "raise" and plain[1] in raised_inside(call):
+            return [f"returned where plain joblib raised {plain[1]}"]
+        known = None if plain[0] == "raise" else plain[1]  # plain's own failure: the value alone
+        return self.values(call, known, plugin[1], "r")
 
-def _compare_task(
-    task: dict[str, Any], plain: Any, plugin: Any, path: str, unknown: bool
-) -> list[str]:
-    kind = task["kind"]
-    if kind == "call":
-        return compare_call(task["call"], None if unknown else plain, plugin, path)
-    if kind == "threads":
-        if not isinstance(plugin, list) or len(plugin) != 2:
-            return [f"{path}: {plugin!r} is not the values of two calls"]
-        return [
-            problem
-            for i, (call, value) in enumerate(zip(task["calls"], plugin))
-            for problem in compare_call(
-                call, None if unknown or plain is None else plain[i], value, f"{path}.t{i}"
-            )
-        ]
-    if plugin != kind:
-        return [f"{path}: {plugin!r}, expected {kind!r}"]
-    return []
+    def call(self, call: dict[str, Any], plain: Any, plugin: Any, where: str) -> list[str]:
+        """Problems of the plugin's value of ``call`` (``plain``: plain joblib's, or ``None``)."""
+        caught = isinstance(plugin, list) and plugin[:1] == ["caught"]
+        plain_caught = isinstance(plain, list) and plain[:1] == ["caught"]
+        if caught:
+            if plugin[1] not in self.possible(call):
+                return [f"{where}: caught {plugin[1]} ({plugin[2]}), which no task raises"]
+            if plain_caught or plain is None or plugin[1] in self.also:
+                return []
+            if plugin[1] == TIMEOUT:  # a timeout that plain joblib ignored (sequential)
+                return []
+            return [f"{where}: caught {plugin[1]} where plain joblib returned"]
+        if plain_caught and plain[1] in raised_inside(call):
+            return [f"{where}: returned where plain joblib caught {plain[1]}"]
+        if plain_caught:  # plain joblib's own failure (not a task's): check the value alone
+            plain = None
+        return self.values(call, plain, plugin, where)
 
+    def values(self, call: dict[str, Any], plain: Any, plugin: Any, where: str) -> list[str]:
+        if not isinstance(plugin, list):
+            return [f"{where}: {plugin!r} is not a list of results"]
+        paths = {f"{where}.{i}": task for i, task in enumerate(call["tasks"])}
+        order = list(paths)
+        got = [item[0] for item in plugin]
+        take = call.get("take")
+        if call["return_as"] == "generator_unordered":
+            if len(set(got)) != len(got) or not set(got) <= set(paths):
+                return [f"{where}: results {got} are not distinct tasks of the call"]
+            if len(got) != (take or len(paths)):
+                return [f"{where}: {len(got)} results, expected {take or len(paths)}"]
+        elif got != order[: take or len(order)]:
+            return [f"{where}: results {got}, expected {order[: take or len(order)]}"]
+        problems = []
+        theirs = {} if plain is None else {item[0]: item[1] for item in plain}
+        for path, payload in plugin:
+            problems += self.task(paths[path], theirs.get(path), payload, path, plain is None)
+        return problems
 
-def compare(program: dict[str, Any], plain: list[Any], plugin: list[Any]) -> list[str]:
-    """Problems of the plugin's top-level outcome, given plain joblib's."""
-    call = program["call"]
-    possible = raised_inside(call)
-    if plugin[0] == "raise":
-        if plugin[1] in possible or (plain[0] == "raise" and plugin[1] == plain[1]):
-            return [] if plain[0] == "raise" else ["raised where plain joblib returned"]
-        return [f"raised {plugin[1]} ({plugin[2]}), which no task raises"]
-    if plain[0] == "raise" and plain[1] in possible:
-        return [f"returned where plain joblib raised {plain[1]}"]
-    known = None if plain[0] == "raise" else plain[1]  # plain's own failure: the value alone
-    return _compare_values(call, known, plugin[1], "r")
+    def task(
+        self, task: dict[str, Any], plain: Any, plugin: Any, path: str, unknown: bool
+    ) -> list[str]:
+        kind = task["kind"]
+        if kind == "call":
+            return self.call(task["call"], None if unknown else plain, plugin, path)
+        if kind == "threads":
+            if not isinstance(plugin, list) or len(plugin) != 2:
+                return [f"{path}: {plugin!r} is not the values of two calls"]
+            theirs = [None, None] if unknown or plain is None else plain
+            return [
+                problem
+                for i, (call, value) in enumerate(zip(task["calls"], plugin))
+                for problem in self.call(call, theirs[i], value, f"{path}.t{i}")
+            ]
+        if plugin != kind:
+            return [f"{path}: {plugin!r}, expected {kind!r}"]
+        return []
 
 
 # -- running --------------------------------------------------------------------------------
@@ -365,12 +378,13 @@ def run(program: dict[str, Any], mode: str, workdir: Path, timeout: float) -> di
         out, err = proc.communicate()
     seconds = time.monotonic() - began
     report: dict[str, Any] = {"hung": hung, "seconds": seconds, "stderr": err[-3000:]}
-    lines = out.strip().splitlines()
+    lines = [line for line in out.splitlines() if line.startswith(REPORT)]
     if not hung:
         try:
-            report.update(json.loads(lines[-1]))
+            report.update(json.loads(lines[-1][len(REPORT) :]))
         except (IndexError, ValueError):
             report["crashed"] = proc.returncode
+            report["stdout"] = out[-3000:]
     deadline = time.monotonic() + 2.0
     while _leftovers(run_dir, mark) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -413,14 +427,37 @@ def peak_processes(spans: list[tuple[int, float, float]]) -> int:
     return top
 
 
-def top_width(program: dict[str, Any], cpus: int) -> int:
-    """Top-level batches that plain joblib runs at once: its own workers, each a process."""
-    call = program["call"]
+def _pool_width(call: dict[str, Any], cpus: int) -> int:
+    """Worker processes of the loky pool plain joblib starts for ``call`` at level 0 (0: none)."""
     n_jobs: int | None = call["n_jobs"]
     if call.get("prefer") == "threads" or n_jobs is None or n_jobs == 1:
-        return 1
+        return 0
     width = max(cpus + 1 + n_jobs, 1) if n_jobs < 0 else n_jobs
     return min(width, len(call["tasks"]))
+
+
+def _thread_calls(call: dict[str, Any]) -> list[dict[str, Any]]:
+    """The calls made from threads of tasks, anywhere below ``call``."""
+    found = []
+    for task in call["tasks"]:
+        if task["kind"] == "threads":
+            found += task["calls"]
+        for sub in _subcalls(task):
+            found += _thread_calls(sub)
+    return found
+
+
+def plain_width(program: dict[str, Any], cpus: int) -> int:
+    """At most how many processes plain joblib computes in at once for ``program``.
+
+    The top level's workers (or the root), and a pool of its own for every
+    call from a thread of a task (joblib's nesting context is per thread, so
+    such a call is a top-level call for plain joblib); below, plain joblib
+    nests in threads, which count once with their process.
+    """
+    call = program["call"]
+    top = _pool_width(call, cpus) or 1
+    return top + sum(_pool_width(sub, cpus) for sub in _thread_calls(call))
 
 
 def check(program: dict[str, Any], plain: dict[str, Any], plugin: dict[str, Any]) -> list[str]:
@@ -430,13 +467,13 @@ def check(program: dict[str, Any], plain: dict[str, Any], plugin: dict[str, Any]
             f"hung: no end after {plugin['seconds']:.1f} s (plain joblib: {plain['seconds']:.1f} s)"
         ]
     if "outcome" not in plugin:
-        return [f"crashed (exit {plugin.get('crashed')}): {plugin['stderr']}"]
-    problems = compare(program, plain["outcome"], plugin["outcome"])
+        return [f"crashed (exit {plugin.get('crashed')}): {plugin['stdout']!r} {plugin['stderr']}"]
+    problems = Comparison(program).top(plain["outcome"], plugin["outcome"])
     tokens = plugin.get("tokens", {"ok": True})
     if not tokens["ok"]:
         problems.append(f"tokens not free {tokens['after']:.2f} s after the call: {tokens}")
     bound = max(
-        program["budget"], peak_processes(plain["spans"]), top_width(program, os.cpu_count() or 1)
+        program["budget"], peak_processes(plain["spans"]), plain_width(program, os.cpu_count() or 1)
     )
     peak = peak_processes(plugin["spans"])
     if peak > bound:

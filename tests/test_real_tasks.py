@@ -18,6 +18,8 @@ pytest.importorskip("numpy")
 #: Two CPUs whatever the machine: the cases below are about what happens
 #: when the budget is smaller than the work.
 TWO = {"NEST_JOBLIB_CPUS": "2"}
+ONE = {"NEST_JOBLIB_CPUS": "1"}
+PLAIN = {"NEST_JOBLIB": "0"}
 
 
 @pytest.mark.parametrize("max_nbytes", ["default", "none"])
@@ -56,24 +58,54 @@ def test_no_memory_map_outlives_a_nested_call_that_failed(tmp_path: Path) -> Non
     assert out["left"] == []
 
 
-def test_a_nested_timeout_fires_while_a_leaf_is_stuck(tmp_path: Path) -> None:
-    out = run_child_json("real_failures", "timeout", str(tmp_path), env=TWO, timeout=120)
-    assert out["raised"] == "TimeoutError"
+#: The budgets a case runs on: two CPUs, and one (no CPU to add: plain joblib's nesting).
+BUDGETS = [TWO, ONE]
+
+
+@pytest.mark.parametrize("env", BUDGETS, ids=["two", "one"])
+def test_a_nested_timeout_fires_while_a_leaf_is_stuck(tmp_path: Path, env: dict[str, str]) -> None:
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "ours").mkdir()
+    plain = run_child_json("real_failures", "timeout", str(tmp_path / "plain"), env=PLAIN)
+    out = run_child_json("real_failures", "timeout", str(tmp_path / "ours"), env=env, timeout=120)
+    assert plain["seconds"] < 10
+    assert out["raised"] == plain["raised"]  # joblib's own class (multiprocessing's)
+    assert out["raised"].endswith("TimeoutError")
     assert out["seconds"] < 10  # the stuck leaf blocks for 30 s
 
 
-def test_an_error_stops_the_queued_leaves(tmp_path: Path) -> None:
-    out = run_child_json("real_failures", "error", str(tmp_path), env=TWO, timeout=120)
-    assert out["raised"] == "ValueError"
+@pytest.mark.parametrize("env", BUDGETS, ids=["two", "one"])
+def test_an_error_stops_the_queued_leaves(tmp_path: Path, env: dict[str, str]) -> None:
+    out = run_child_json("real_failures", "error", str(tmp_path), env=env, timeout=120)
+    assert out["raised"] == "builtins.ValueError"
     # Plain joblib's two threads start 1 or 2; here the caller and a helper may
     # each have one more in hand. Before, 39 of the 40 ran first.
     assert out["started"] <= 4
 
 
-def test_leaves_that_wait_overlap_in_a_call_with_no_free_cpu() -> None:
-    out = run_child_json("real_waits", "busy", env=TWO, timeout=120)
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [(("busy",), TWO), (("busy",), ONE), (("busy", "pin"), {}), (("noclock",), TWO)],
+    ids=["two", "one", "one-cpu", "no-thread-clock"],
+)
+def test_leaves_that_wait_overlap_in_a_call_with_no_free_cpu(
+    args: tuple[str, ...], env: dict[str, str]
+) -> None:
+    """Both outer tasks run at once, and each nested call's 4 waiting leaves too.
+
+    On a budget of 1 (one CPU, as in a one-CPU container) as plain joblib runs
+    them, and where threads have no CPU clock (macOS, Windows) in threads of
+    their own. Before, one CPU turned everything below the top sequential, and
+    without clocks the leaves ran one at a time.
+    """
+    out = run_child_json("real_waits", *args, env=env, timeout=120)
     assert [task["held"] for task in out] == [True, True]
     assert [task["met"] for task in out] == [[True] * 4, [True] * 4]
+
+
+def test_a_top_level_call_gets_the_workers_it_asks_for() -> None:
+    """n_jobs=8 on a budget of 2: 8 workers, as in plain joblib (before: 2 at a time)."""
+    assert run_child_json("real_waits", "top", env=TWO, timeout=120) == [True] * 8
 
 
 def test_eight_waiting_leaves_meet_on_a_budget_of_two() -> None:

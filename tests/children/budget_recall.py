@@ -1,8 +1,8 @@
 """Top-level calls from two threads share the pool: a call recalls the other's stand-by batches.
 
 The first call (one task, two workers) sends its spare worker a stand-by
-batch; once that batch holds its token in the worker, the main thread makes
-a second call, whose task can run only in that worker.
+batch on a token the root holds for it; then the main thread makes a second
+call, whose task can run only in that worker.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import threading
 
 from joblib import Parallel, delayed
 
-from children.common import emit, locked_elsewhere, poll_until, spin_until
-from nest_joblib._private import budget, standby
+from children.common import count_free_tokens, emit, poll_until, spin_until
+from nest_joblib._private import budget
 
 
 def wait_for_signal(signal_dir: str) -> bool:
@@ -28,24 +28,13 @@ def give_signal(signal_dir: str) -> int:
 
 
 def standing_by() -> bool:
-    """Whether a stand-by batch runs in a spare worker, with the token handed off to it.
-
-    Its call's ``standby-*`` mark is in the budget's directory, and the slot
-    handed off to the batch is no longer reserved (``res-<slot>``): the
-    worker took it.
-    """
-    ref = budget._own
+    """Whether a stand-by batch is out: its call's mark is in the budget's directory, and
+    the root holds a token for it beside the one of the call's batch (none is free)."""
+    ref = budget.own_ref()
     if ref is None:
         return False
-    for name in os.listdir(ref.path):
-        spares = standby._calls.get(os.path.join(ref.path, name))
-        if name.startswith("standby-") and spares is not None:
-            slots = frozenset(spares._slots)  # handed off to its stand-by batches
-            if slots and not any(
-                locked_elsewhere(os.path.join(ref.path, f"res-{slot}")) for slot in slots
-            ):
-                return True
-    return False
+    marks = [name for name in os.listdir(ref.path) if name.startswith("standby-")]
+    return bool(marks) and count_free_tokens(ref) == 0
 
 
 def main() -> None:

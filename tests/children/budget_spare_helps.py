@@ -1,7 +1,7 @@
 """An outer loop shorter than the pool: its spare worker helps the nested call.
 
 Three top-level calls in a row: the first on a pool that starts, the others
-on a warm pool whose workers still keep their tokens from the call before.
+on a warm pool.
 """
 
 from __future__ import annotations

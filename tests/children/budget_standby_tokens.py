@@ -1,62 +1,49 @@
-"""Stand-by batches and the tokens a batch of the call may wait for (no worker runs)."""
+"""A stand-by batch runs only on a token that the root holds for it.
+
+Budget 2, a pool of 2, one outer task with a nested call of 4 leaves: the
+pool's spare worker stands by and helps, on the second token. With "held",
+this root holds that token itself for the whole call: no stand-by batch may
+run then, and every leaf runs in the outer task's process.
+"""
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import Future
-from typing import Any
+import os
+import sys
+import time
 
-from children.common import count_free_tokens, emit, take_free_tokens
-from nest_joblib._private import budget, keep, sharing, standby
-from nest_joblib._private.batches import TokenHeld
+from joblib import Parallel, delayed
+
+from children.common import busy, count_free_tokens, emit, poll_until
+from nest_joblib._private import budget
 
 
-class Call:
-    """What ``Spares.standing_by`` looks at of a ``Parallel`` call."""
+def leaf() -> int:
+    busy(0.2)
+    return os.getpid()
 
-    _iterating = False
-    _aborting = False
+
+def outer() -> dict[str, object]:
+    ref = budget.given_ref()
+    assert ref is not None
+    # The spare worker's stand-by batch takes the free token a moment after the call starts.
+    none_free = poll_until(lambda: count_free_tokens(ref) == 0, 10)
+    pids = Parallel(n_jobs=2)(delayed(leaf)() for _ in range(4))
+    return {"pid": os.getpid(), "leaf_pids": sorted(set(pids)), "none_free": none_free}
 
 
 def main() -> None:
+    held = sys.argv[1:] == ["held"]
     ref = budget.root_budget(2)
-    sent: list[Any] = []
-
-    def submit(batch: Any) -> Future[Any]:
-        sent.append(batch)
-        return Future()  # never runs: the stand-by batch stays queued, its token handed off
-
-    found: dict[str, dict[str, Any]] = {}
-    for case in ("tokenless", "free", "all kept"):
-        # "all kept": every token held, as by workers that keep theirs after a call.
-        held = take_free_tokens(ref) if case == "all kept" else []
-        spares = standby.Spares(ref, 2, submit)
-        spares.batch_sent(Future(), with_token=case != "tokenless")
-        before = len(sent)
-        with spares.standing_by(Call()):
-            batches = sent[before:]
-            found[case] = {
-                "sent": [{"handoff": b.handoff is not None, "wait": b.wait} for b in batches],
-                "free": count_free_tokens(ref),
-            }
-        for token in held:
-            token.release()
-        found[case]["free after"] = count_free_tokens(ref)
-    # A batch sent without a token (as the "all kept" stand-by batch): it
-    # waits for a free token, takes one freed meanwhile and keeps it for a
-    # next batch; it runs without one when none comes in time.
-    waiting = TokenHeld(lambda: None, ref, keep=True, wait=1.0)
-    keeper = keep.keeper_for(budget.budget_for(ref), sharing.help_elsewhere)
-    for freed in (True, False):
-        held = take_free_tokens(ref)
-        if freed:
-            threading.Timer(0.2, held.pop().release).start()
-        waiting()
-        kept = keeper.unkeep()
-        found[f"freed {freed}"] = {"took": kept is not None}
-        for t in [*held, *([kept] if kept else [])]:
-            t.release()
-    emit(found)
+    token = budget.budget_for(ref).try_acquire() if held else None
+    tokens = [] if token is None else [token]
+    [out] = Parallel(n_jobs=2)(delayed(outer)() for _ in range(1))
+    for token in tokens:
+        token.release()
+    returned = time.monotonic()
+    out["all free after"] = poll_until(lambda: count_free_tokens(ref) == 2, 1)
+    out["after"] = time.monotonic() - returned
+    emit(out)
 
 
 if __name__ == "__main__":

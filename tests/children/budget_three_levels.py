@@ -1,4 +1,7 @@
-"""Three levels of ``Parallel(n_jobs=4)`` over 3 children: 27 leaves of 0.1 s, and their peak.
+"""Three levels of ``Parallel`` over 3 children: 27 leaves of 0.1 s, and their peak.
+
+The top level asks for ``n_jobs=2`` (the budget: it keeps joblib's meaning),
+the levels below for ``n_jobs=4``.
 
 ``budget_three_levels.py [meet]``: with ``meet``, every leaf first waits at
 one barrier until three leaves compute at once (for naive nesting, which
@@ -27,7 +30,8 @@ def leaf(barrier: str | None) -> Leaf:
 def node(depth: int, barrier: str | None) -> list[Leaf]:
     if depth == 0:
         return [leaf(barrier)]
-    below = Parallel(n_jobs=4)(delayed(node)(depth - 1, barrier) for _ in range(3))
+    n_jobs = 2 if depth == 3 else 4
+    below = Parallel(n_jobs=n_jobs)(delayed(node)(depth - 1, barrier) for _ in range(3))
     return [record for records in below for record in records]
 
 

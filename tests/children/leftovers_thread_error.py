@@ -47,10 +47,10 @@ def outer(where: str, barrier: str | None) -> str:
 
 
 def nested(where: str) -> str:
-    from nest_joblib._private import scheduler, waits
+    from nest_joblib._private import lanes, waits
 
     if where == "feeder":
-        scheduler.Scheduler._take_cpu = boom  # type: ignore[method-assign]
+        lanes.Lanes.retry_in = boom  # type: ignore[method-assign,assignment]
     else:
         waits.Clock.__init__ = boom  # type: ignore[method-assign]
     try:

@@ -14,7 +14,7 @@ def ours() -> list[str]:
 
 
 def quiet() -> list[str]:
-    """Ours once they are gone, or after 10 s (a kept token lives 50 ms)."""
+    """Ours once they are gone, or after 10 s (a call's threads end a moment after it)."""
     poll_until(lambda: not ours(), 10.0)
     return ours()
 

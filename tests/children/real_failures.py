@@ -40,7 +40,7 @@ def outer(what: str, folder: str) -> object:
         else:
             Parallel(n_jobs=2, pre_dispatch="all")(delayed(raises)(i, folder) for i in range(50))
     except Exception as exc:
-        raised = type(exc).__name__
+        raised = f"{type(exc).__module__}.{type(exc).__qualname__}"
     seconds = time.monotonic() - began
     return {"raised": raised, "seconds": seconds, "started": len(os.listdir(folder))}
 

@@ -1,10 +1,15 @@
 """Leaves that wait overlap, as joblib's threads do, whatever the CPU budget.
 
-argv[1]: "busy" (two outer tasks hold both CPUs, each with a nested
-``n_jobs=4`` call of 4 leaves) or "one" (one outer task, a nested
-``n_jobs=8`` call of 8 leaves; on a budget larger than the outer pool, its
-call finds free CPUs). The leaves of a nested call wait on one barrier that
-sleeps: they all reach it only if they are in flight at once.
+    real_waits.py MODE [pin]
+
+MODE "busy": two outer tasks hold both CPUs, each with a nested ``n_jobs=4``
+call of 4 leaves; "one": one outer task, a nested ``n_jobs=8`` call of 8
+leaves (on a budget larger than the outer pool, its call finds free CPUs);
+"noclock": as "busy", with the threads' CPU clocks made unavailable in the
+workers (as on macOS and Windows); "top": no nesting, a top-level
+``n_jobs=8`` call of 8 leaves. The leaves of a call wait on one barrier that
+sleeps: they all reach it only if they are in flight at once. With "pin",
+this process (and so every process of the tree) first pins itself to one CPU.
 """
 
 from __future__ import annotations
@@ -13,8 +18,6 @@ import os
 import sys
 import tempfile
 import time
-
-from joblib import Parallel, delayed
 
 from children.common import emit, meet, poll_until
 
@@ -26,7 +29,11 @@ def waits(barrier: str, count: int) -> bool:
     return poll_until(lambda: len(os.listdir(barrier)) >= count, 30.0)
 
 
-def outer(n_jobs: int, together: str | None) -> object:
+def outer(n_jobs: int, together: str | None, clock: bool = True) -> object:
+    from joblib import Parallel, delayed
+
+    if not clock and hasattr(time, "pthread_getcpuclockid"):
+        del time.pthread_getcpuclockid  # this worker's threads have no CPU clock now
     held = meet(together, 2) if together else True  # both outer tasks hold their CPU
     with tempfile.TemporaryDirectory() as barrier:
         met = Parallel(n_jobs=n_jobs)(delayed(waits)(barrier, n_jobs) for _ in range(n_jobs))
@@ -34,9 +41,18 @@ def outer(n_jobs: int, together: str | None) -> object:
 
 
 def main() -> None:
-    if sys.argv[1] == "busy":
+    mode, pin = sys.argv[1], sys.argv[2:] == ["pin"]
+    if pin:  # before joblib is imported: it sees one CPU, and so does the budget
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    from joblib import Parallel, delayed
+
+    if mode in ("busy", "noclock"):
         with tempfile.TemporaryDirectory() as together:
-            emit(Parallel(n_jobs=2)(delayed(outer)(4, together) for _ in range(2)))
+            tasks = (delayed(outer)(4, together, mode == "busy") for _ in range(2))
+            emit(Parallel(n_jobs=2)(tasks))
+    elif mode == "top":
+        with tempfile.TemporaryDirectory() as barrier:
+            emit(Parallel(n_jobs=8)(delayed(waits)(barrier, 8) for _ in range(8)))
     else:
         emit(Parallel(n_jobs=2)(delayed(outer)(8, None) for _ in range(1)))
 

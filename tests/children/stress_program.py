@@ -2,7 +2,9 @@
 
     python stress_program.py PROGRAM.json LOG_DIR
 
-The last stdout line is JSON: the outcome of the top-level call (its value,
+Its report is the stdout line that starts with ``STRESS-REPORT ``, then JSON
+(a line of its own: a lane whose parent is killed as it starts prints loky's
+traceback on the same stdout): the outcome of the top-level call (its value,
 or the qualified name of its exception), its wall time and, when the plugin is
 active, how long after the call every token of the budget was free again
 (``nest_joblib.info()``): within a second of the call's return, or of the end
@@ -17,9 +19,10 @@ import sys
 import time
 from typing import Any
 
-from children.common import emit
 from children.stress_tasks import qualified, run_call
 
+#: Marks the report's line on stdout.
+REPORT = "STRESS-REPORT "
 #: How long after the call (or the last stuck leaf) every token must be free.
 FREE_WITHIN = 1.0
 
@@ -71,7 +74,7 @@ def main() -> int:
     report: dict[str, Any] = {"outcome": outcome, "wall": wall}
     if os.environ.get("NEST_JOBLIB") != "0":
         report["tokens"] = tokens_free(log, returned, program["longest_stuck"])
-    emit(report)
+    print(REPORT + json.dumps(report), flush=True)
     return 0
 
 

@@ -2,12 +2,18 @@
 
 Like the GNU make jobserver, but crash-safe: each token is a slot file in a
 directory that the root process creates, held with ``fcntl.flock``. The
-kernel drops the lock when its holder dies, so a killed worker never shrinks
-the pool. A batch of tasks holds one token while it computes and lends it out
-while it waits for a nested ``Parallel`` (see :mod:`.nested`).
+kernel drops the lock when its holder dies, so a killed process never shrinks
+the budget.
 
-This is the bottom layer of the budget: slots, tokens and hand-offs. What a
-worker does with its token between batches is :mod:`.keep`'s policy.
+A token is held by the process that *sends* work to another process (a
+top-level batch, a stand-by batch, a lane's task), for as long as that work
+runs there; the process that runs it runs on a *paid* token, the CPU its
+sender pays for. So a token never changes hands between processes, and no CPU
+looks free while a worker starts up or between two of its batches. Inside a
+process, the thread that runs a task holds its token (:func:`held`), and lends
+it to a nested call while it waits for it (see :mod:`.nested`).
+
+This is the bottom layer of the budget: slots and tokens, no policy.
 
 Where ``fcntl`` is missing (Windows), :class:`StaticBudget` stands in: it
 never has a free token, so nested calls run in their caller, as plain joblib
@@ -22,8 +28,8 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Iterator
+from typing import NamedTuple
 
 from nest_joblib._warnings import warn
 
@@ -36,16 +42,8 @@ except ImportError:  # pragma: no cover - Windows
 
 logger = logging.getLogger("nest_joblib")
 
-_Job = TypeVar("_Job")
-
 _POLL_MIN = 0.001
 _POLL_MAX = 0.02
-_HANDOFF_POLL = 0.002
-#: How long a worker waits for the slot held for it before taking any other.
-_HANDOFF_GRACE = 0.05
-#: How long a worker that got another slot keeps asking for the one held for it
-#: (until the dispatcher lets go of it, or someone else took it meanwhile).
-_WITHDRAW_WAIT = 2.0
 
 
 def backoff(first: float = _POLL_MIN, most: float = _POLL_MAX) -> Iterator[float]:
@@ -65,20 +63,44 @@ class BudgetRef(NamedTuple):
     key: bytes = b""
 
 
+class TokenReleased(RuntimeError):
+    """A token was used after it was given back: a bug of nest-joblib's, never ignored."""
+
+
 class Token:
-    """One held slot; :meth:`release` gives it back (once)."""
+    """A CPU of the budget: one held slot, or (``slot`` None) one that the sender pays for.
 
-    __slots__ = ("budget", "slot")
+    A held slot is given back with :meth:`release`, exactly once; releasing
+    it again, or running on it afterwards (:class:`Holding`), raises
+    :class:`TokenReleased`. A paid token is never released here: its slot is
+    held by the process that sent the work.
+    """
 
-    def __init__(self, budget: Budget, slot: int) -> None:
-        #: The budget it belongs to; ``None`` once released.
-        self.budget: Budget | None = budget
+    __slots__ = ("_budget", "_released", "slot")
+
+    def __init__(self, budget: Budget | None = None, slot: int | None = None) -> None:
+        self._budget = budget
         self.slot = slot
+        self._released = False
+
+    @property
+    def released(self) -> bool:
+        return self._released
 
     def release(self) -> None:
-        budget, self.budget = self.budget, None
-        if budget is not None:
-            budget._release(self.slot)
+        if self._released or self._budget is None or self.slot is None:
+            raise TokenReleased(f"{self!r} cannot be released: released already, or paid")
+        self._released = True
+        self._budget._release(self.slot)
+
+    def __repr__(self) -> str:
+        what = "paid" if self.slot is None else f"slot {self.slot}"
+        return f"<Token {what}{' (released)' if self._released else ''}>"
+
+
+def paid() -> Token:
+    """The token of work that another process sent here, and holds a slot for."""
+    return Token()
 
 
 class Budget:
@@ -92,14 +114,12 @@ class Budget:
         #: Why the budget's files cannot be locked in this process, once seen.
         self.broken: str | None = None
         self._lock = threading.Lock()
-        # Descriptors of the slot and reservation files, a bounded number open
-        # at once whatever the budget's size (a held slot's stays open).
+        # Descriptors of the slot files, a bounded number open at once whatever
+        # the budget's size (a held slot's stays open: closing it drops the lock).
         self._fds = _Files(ref.path, "slot")
-        self._probes = _Files(ref.path, "res")
         # flock belongs to an open file description, so this process must
         # itself keep two of its threads off the same slot.
         self._held: set[int] = set()
-        self._handoffs: Handoffs | None = None
 
     @property
     def size(self) -> int:
@@ -110,23 +130,10 @@ class Budget:
         size = self.ref.size
         start = random.randrange(size)
         for i in range(size):
-            token = self._try_slot((start + i) % size, reserved_ok=False)
+            token = self._try_slot((start + i) % size)
             if token is not None or self.broken is not None:
                 return token
         return None
-
-    def _break(self, exc: OSError) -> None:
-        """The budget's files cannot be locked here (not merely held elsewhere)."""
-        if self.broken is None:
-            self.broken = f"{type(exc).__name__}: {exc}"
-            warn(
-                f"cannot lock the CPU budget's files ({self.broken}); this process runs "
-                "its tasks without tokens, and its nested calls in their caller"
-            )
-
-    def _reserved(self, slot: int) -> bool:
-        """Whether a dispatcher reserves ``slot`` for the batch it handed off."""
-        return _locked(self._probes, slot)
 
     def acquire(self, timeout: float | None = None) -> Token | None:
         """Wait for a free token, at most ``timeout`` seconds if given.
@@ -145,81 +152,25 @@ class Budget:
             time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def take_handoff(self, slot: int) -> Token | None:
-        """Take the token that the dispatching process holds for us in ``slot``.
+    def held_slots(self) -> list[int]:
+        with self._lock:
+            return sorted(self._held)
 
-        Locking ``req-<slot>`` asks for it; the dispatcher's watcher sees the
-        request and unlocks the slot. Should someone else be quicker, any
-        free slot will do after a short grace period.
-        """
-        try:
-            path = os.path.join(self.ref.path, f"req-{slot}")
-            req = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            self._break(exc)
-            return None
-        try:
-            fcntl.flock(req, fcntl.LOCK_EX)
-            token = self._wait_for(slot)
-        except OSError as exc:
-            os.close(req)
-            self._break(exc)
-            return None
-        except BaseException:
-            os.close(req)
-            raise
-        if token is None:
-            os.close(req)
-            return None
-        if token.slot == slot:
-            os.close(req)  # drops the request lock
-        else:
-            # Another slot came first. The dispatcher may not have seen the
-            # request yet: dropping it now would leave our slot held there,
-            # for nobody, until the batch ends. Keep asking until it lets go.
-            threading.Thread(
-                target=self._withdraw_request,
-                args=(req, slot),
-                name="nest-joblib-withdraw",
-                daemon=True,
-            ).start()
-        return token
+    def _break(self, exc: OSError) -> None:
+        """The budget's files cannot be locked here (not merely held elsewhere)."""
+        if self.broken is None:
+            self.broken = f"{type(exc).__name__}: {exc}"
+            warn(
+                f"cannot lock the CPU budget's files ({self.broken}); this process runs "
+                "its tasks without tokens, and its nested calls in their caller"
+            )
 
-    def _wait_for(self, slot: int) -> Token | None:
-        """``slot`` once its holder lets go, or any free slot after a grace period."""
-        deadline = time.monotonic() + _HANDOFF_GRACE
-        for delay in backoff():
-            token = self._try_slot(slot)
-            if token is None and time.monotonic() > deadline:
-                token = self.try_acquire()
-            if token is not None or self.broken is not None:
-                return token
-            time.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _withdraw_request(self, req: int, slot: int) -> None:
-        try:
-            deadline = time.monotonic() + _WITHDRAW_WAIT
-            while time.monotonic() < deadline:
-                token = self._try_slot(slot)  # free: the dispatcher let go of it
-                if token is not None:
-                    token.release()
-                    return
-                time.sleep(_HANDOFF_POLL)
-        finally:
-            os.close(req)
-
-    def _try_slot(self, slot: int, reserved_ok: bool = True) -> Token | None:
-        """``slot``'s token if it is free and, unless ``reserved_ok``, no batch waits for it."""
+    def _try_slot(self, slot: int) -> Token | None:
         with self._lock:
             if slot in self._held or self.broken is not None:
                 return None
             try:
-                fd = self._fd(slot)
-                if not _lock(fd):
-                    return None
-                if not reserved_ok and self._reserved(slot):  # between a dispatcher and its batch
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+                if not _lock(self._fds.get(slot)):
                     return None
             except OSError as exc:
                 self._break(exc)
@@ -227,54 +178,6 @@ class Budget:
             self._held.add(slot)
             self._fds.pin(slot)
             return Token(self, slot)
-
-    def hand_off(self, token: Token) -> int:
-        """Keep ``token`` until the batch it was reserved for asks for it."""
-        if self._handoffs is None:
-            self._handoffs = Handoffs(self)
-        self._handoffs.add(token)
-        return token.slot
-
-    def cancel_handoff(self, slot: int) -> None:
-        """The batch is over: release its token if it never asked for it."""
-        if self._handoffs is not None:
-            self._handoffs.cancel(slot)
-
-    def cancel_handoff_when_done(self, slot: int, job: Any) -> None:
-        """:meth:`cancel_handoff` once ``job`` (the batch's future) is done."""
-        job.add_done_callback(lambda _: self.cancel_handoff(slot))
-
-    def send_handed_off(self, token: Token | None, send: Callable[[int | None], _Job]) -> _Job:
-        """``send(slot)`` a batch with ``token`` handed off to it; the batch's future.
-
-        ``slot`` is ``None`` without a token. The token comes back when the
-        future is done if the batch never asked for it, and at once if
-        ``send`` raises (a pool that refuses the batch).
-        """
-        slot = None if token is None else self.hand_off(token)
-        try:
-            job = send(slot)
-        except BaseException:
-            if slot is not None:
-                self.cancel_handoff(slot)
-            raise
-        if slot is not None:
-            self.cancel_handoff_when_done(slot, job)
-        return job
-
-    def held_slots(self) -> list[int]:
-        with self._lock:
-            return sorted(self._held)
-
-    def has_free(self) -> bool:
-        token = self.try_acquire()
-        if token is None:
-            return False
-        token.release()
-        return True
-
-    def _fd(self, slot: int) -> int:
-        return self._fds.get(slot)
 
     def _release(self, slot: int) -> None:
         with self._lock:
@@ -286,105 +189,8 @@ class Budget:
     def _forget(self) -> None:
         """In a forked child: the parent's locks are not ours to give back."""
         self._fds.close_all()
-        self._probes.close_all()
         self._held.clear()
-        if self._handoffs is not None:
-            self._handoffs.forget()
-        self._handoffs = None
         self._lock = threading.Lock()
-
-
-class Handoffs:
-    """Tokens this process holds for batches it sent to other processes.
-
-    A dispatcher takes the token when it sends the batch, so that no other
-    nested call mistakes the CPU for free while the worker starts up; the
-    worker asks for it by locking ``req-<slot>``; a thread here sees the
-    request and unlocks the slot. From the hand-off until the worker has the
-    slot, ``res-<slot>`` stays locked too: :meth:`Budget.try_acquire` leaves
-    a reserved slot alone, so nobody else takes it in the moment between.
-    """
-
-    def __init__(self, budget: Budget) -> None:
-        self._budget = budget
-        self._cond = threading.Condition()
-        self._pending: dict[int, Token] = {}
-        #: Reserved slots (the lock on ``res-<slot>`` is held through the fd).
-        self._reserved: dict[int, int] = {}
-        self._reqs = _Files(budget.ref.path, "req")
-        self._watching = False
-
-    def add(self, token: Token) -> None:
-        path = os.path.join(self._budget.ref.path, f"res-{token.slot}")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # no one else reserves a slot we hold
-        with self._cond:
-            self._unreserve(token.slot)
-            self._reserved[token.slot] = fd
-            self._pending[token.slot] = token
-            if not self._watching:  # a thread only while something is reserved
-                self._watching = True
-                threading.Thread(
-                    target=self._watch, name="nest-joblib-handoffs", daemon=True
-                ).start()
-
-    def cancel(self, slot: int) -> None:
-        with self._cond:
-            token = self._pending.pop(slot, None)
-            self._unreserve(slot)
-        if token is not None:
-            token.release()
-
-    def _unreserve(self, slot: int) -> None:
-        fd = self._reserved.pop(slot, None)
-        if fd is not None:
-            os.close(fd)  # drops the lock
-
-    def _requested(self, slot: int) -> bool:
-        """Whether the worker holds the request lock of ``slot``."""
-        return _locked(self._reqs, slot)
-
-    def _watch(self) -> None:
-        try:
-            self._watch_requests()
-        except OSError as exc:  # cannot look (descriptors exhausted...): let go of it all
-            logger.debug("the hand-off watcher failed: %r", exc)
-            with self._cond:
-                pending, self._pending = list(self._pending.values()), {}
-                for slot in list(self._reserved):
-                    self._unreserve(slot)
-                self._watching = False
-            for token in pending:  # each batch then takes any free slot after its grace
-                token.release()
-
-    def _watch_requests(self) -> None:
-        # The request is a lock taken in another process: nothing here can
-        # wake this thread, so it looks every few milliseconds.
-        while True:
-            with self._cond:
-                if not self._reserved:
-                    self._watching = False
-                    return
-                pending = set(self._pending)
-                reserved = list(self._reserved)
-            for slot in reserved:
-                requested = self._requested(slot)
-                if slot in pending and requested:
-                    with self._cond:
-                        token = self._pending.pop(slot, None)
-                    if token is not None:
-                        token.release()  # the reservation stays until it is taken
-                elif slot not in pending and not requested:
-                    # The worker has its slot (it drops the request then), or gave up.
-                    with self._cond:
-                        if slot not in self._pending:
-                            self._unreserve(slot)
-            time.sleep(_HANDOFF_POLL)
-
-    def forget(self) -> None:
-        """In a forked child: the parent's reservations are not ours to keep."""
-        _close_all(list(self._reserved.values()))
-        self._reqs.close_all()
 
 
 class _Files:
@@ -417,7 +223,11 @@ class _Files:
         self._pinned.discard(slot)
 
     def close_all(self) -> None:
-        _close_all(list(self._open.values()))
+        for fd in self._open.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         self._open.clear()
         self._pinned.clear()
 
@@ -439,23 +249,6 @@ def _lock(fd: int) -> bool:
     return True
 
 
-def _locked(files: _Files, slot: int) -> bool:
-    """Whether another open file holds a lock on ``files``' file of ``slot``."""
-    fd = files.get(slot)
-    if not _lock(fd):
-        return True
-    fcntl.flock(fd, fcntl.LOCK_UN)
-    return False
-
-
-def _close_all(fds: list[int]) -> None:
-    for fd in fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
 class StaticBudget(Budget):
     """The fallback without ``fcntl``: no token is ever free for a new worker."""
 
@@ -465,9 +258,6 @@ class StaticBudget(Budget):
         return None
 
     def acquire(self, timeout: float | None = None) -> Token | None:
-        return None
-
-    def take_handoff(self, slot: int) -> Token | None:
         return None
 
 
@@ -484,20 +274,17 @@ def own_ref() -> BudgetRef | None:
     return _own
 
 
-def tree_ref() -> BudgetRef | None:
-    """The budget of the tree this process belongs to: its own, or the one it was given."""
-    if _own is not None:
-        return _own
-    with _budgets_lock:
-        return next(iter(_budgets), None)
-
-
 def given_ref() -> BudgetRef | None:
     """The budget of the tree this process is a worker of (given by its parent), if any."""
     if _own is not None:
         return None
     with _budgets_lock:
         return next(iter(_budgets), None)
+
+
+def tree_ref() -> BudgetRef | None:
+    """The budget of the tree this process belongs to: its own, or the one it was given."""
+    return _own if _own is not None else given_ref()
 
 
 def held_slots() -> list[int]:
@@ -530,29 +317,41 @@ def root_budget(size: int) -> BudgetRef:
 
     Raises :class:`BudgetUnavailable` when its directory cannot be made or
     locked (an unwritable temporary directory, a file system without
-    ``flock``).
+    ``flock``). The directory is made without holding this module's lock:
+    making it reaps stale ones, and a thread that forks meanwhile must not
+    leave its child a lock that no thread of the child will release.
     """
     global _own
+    own = _own
+    if own is not None and own.size == size:
+        return own
+    if fcntl is None:
+        made = BudgetRef("", size)
+    else:
+        try:
+            path = directory.make(size)
+        except OSError as exc:
+            raise BudgetUnavailable(exc.errno, f"{type(exc).__name__}: {exc}") from exc
+        made = BudgetRef(path, size, secrets.token_bytes(32))
     with _budgets_lock:
         if _own is None or _own.size != size:
-            if fcntl is None:
-                _own = BudgetRef("", size)
-            else:
-                try:
-                    path = directory.make(size)
-                except OSError as exc:
-                    raise BudgetUnavailable(exc.errno, f"{type(exc).__name__}: {exc}") from exc
-                _own = BudgetRef(path, size, secrets.token_bytes(32))
-                logger.debug("CPU budget of %d tokens in %s", size, path)
-        return _own
+            _own = made
+            logger.debug("CPU budget of %d tokens in %s", size, made.path)
+            made = None  # type: ignore[assignment]
+        own = _own
+    if made is not None and made.path:  # another thread was quicker: ours is not needed
+        directory.discard(made.path)
+    return own
 
 
 def held() -> Token | None:
-    """The token held by the batch running in this thread, if any."""
+    """The token of the task running in this thread, if any."""
     return getattr(_local, "token", None)
 
 
 def set_held(token: Token | None) -> None:
+    if token is not None and token.released:
+        raise TokenReleased(f"{token!r} was given back: no task runs on it")
     _local.token = token
     if token is None:
         _holders.pop(threading.get_ident(), None)
@@ -571,11 +370,10 @@ def holders() -> dict[int, int]:
 
 
 class Holding:
-    """Run code in this thread holding ``token``: ``with Holding(token) as h:``.
+    """Run code in this thread holding ``token``: ``with Holding(token):``.
 
-    A nested call inside may lend the token out and come back with another,
-    so afterwards ``h.token`` is the one held at the end: the caller's to
-    release or keep. The thread's previous token is restored.
+    The thread's previous token is restored afterwards. A released token
+    raises :class:`TokenReleased`: no task may run on a CPU given back.
     """
 
     __slots__ = ("_outer", "token")
@@ -590,15 +388,25 @@ class Holding:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.token = held()
-        set_held(self._outer)
+        _local.token = self._outer
+        if self._outer is None:
+            _holders.pop(threading.get_ident(), None)
+        else:
+            _holders[threading.get_ident()] = threading.get_native_id()
 
 
 def _after_fork_in_child() -> None:
-    global _own
+    # The child forgets the parent's locks and tokens. A worker's child stays
+    # in its parent's tree (a nested call in it takes its tokens from the same
+    # budget); a root's child is a root of its own, as the parent's directory
+    # goes when the parent exits.
+    global _budgets_lock, _own
     for budget in _budgets.values():
         budget._forget()
-    _own = None
+    if _own is not None:
+        _budgets.pop(_own, None)
+        _own = None
+    _budgets_lock = threading.Lock()
     _local.__dict__.clear()
     _holders.clear()
 

@@ -1,12 +1,16 @@
 """The loky variant's side of the CPU budget: which of its two shapes a call takes.
 
-- at the top level (nesting level 0), or without a budget, a call is loky's
-  own pool within the budget: :class:`.pool.TopLevelPool`;
+- at the top level (nesting level 0 in a process that is no worker of a
+  tree), or without a budget, a call is loky's own pool, with the workers
+  plain joblib would start: :class:`.pool.TopLevelPool`;
 - at nested levels its tasks go to a scheduler (inline in the caller, in
   lanes, in helpers): :class:`.nested.NestedCall`.
 
 The shape is chosen once, in ``configure``; every other method hands over to it.
-With ``NEST_JOBLIB_CPUS=off`` it is plain loky at every level (naive nesting).
+With ``NEST_JOBLIB_CPUS=off`` it is plain loky at every level (naive nesting);
+with a budget of 1 there is no CPU to add, and nested calls nest as in plain
+joblib (threads at the first level, sequential below), as they do when no
+budget can be made.
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ def budget_size() -> int | None:
     return cpus if cpus is not None else cpu_count()
 
 
+#: Said once per process (NEST_JOBLIB_DEBUG): a budget of 1 nests as plain joblib.
+_said_plain = False
+
+
 class BudgetedLokyMixin:
     nesting_level: int | None
     parallel: Any
@@ -54,7 +62,8 @@ class BudgetedLokyMixin:
             pass
         size = budget_size()
         ref = budget_mod.given_ref()
-        if ref is None and size is not None and budget_mod.unavailable is None:
+        # A budget of 1 has no CPU to add: plain joblib's own nesting, no directory.
+        if ref is None and size is not None and size > 1 and budget_mod.unavailable is None:
             try:
                 ref = budget_mod.root_budget(size)
             except budget_mod.BudgetUnavailable as exc:
@@ -67,16 +76,18 @@ class BudgetedLokyMixin:
         return ref
 
     def get_nested_backend(self) -> Any:
-        if budget_mod.unavailable is not None and self._budget_ref() is None:
+        if self._budget_ref() is None and (
+            budget_mod.unavailable is not None or budget_size() == 1
+        ):
+            global _said_plain
+            if not _said_plain and budget_mod.unavailable is None:
+                _said_plain = True
+                logger.debug(
+                    "a budget of 1 CPU: nothing to add, nested calls nest as in plain joblib "
+                    "(threads at the first level, sequential below)"
+                )
             return contract.ParallelBackendBase.get_nested_backend(self)  # joblib's own
         return super().get_nested_backend()  # type: ignore[misc]
-
-    def _budget_size(self) -> int | None:
-        """The budget's size (``None``: off), without making its directory."""
-        if "_nest_ref" in self.__dict__:
-            ref: BudgetRef | None = self.__dict__["_nest_ref"]
-            return None if ref is None else ref.size
-        return None if budget_mod.unavailable is not None else budget_size()
 
     def _copy_nest_state(self, nested: Any) -> None:
         nested._nest_ref = self._budget_ref()
@@ -96,10 +107,9 @@ class BudgetedLokyMixin:
         return shape
 
     def effective_n_jobs(self, n_jobs: int | None) -> int:
-        if self._is_pool():
+        if self._is_pool():  # joblib's meaning of n_jobs: the budget limits what we add
             n: int = super().effective_n_jobs(n_jobs)  # type: ignore[misc]
-            size = self._budget_size()
-            return n if size is None else max(1, min(n, size))
+            return n
         ref = self._budget_ref()
         assert ref is not None
         # Nested levels run in the threads of a scheduler: loky's "cannot be

@@ -42,6 +42,7 @@ __all__ = [
     "dumps",
     "executor_broken",
     "keep_traceback",
+    "lane_alive",
     "loky_submit",
     "memmapping_reducers",
     "new_lane",
@@ -131,6 +132,12 @@ def new_lane(
 ) -> Any:
     """A loky executor of one worker process (not the reusable singleton)."""
     return ProcessPoolExecutor(max_workers=1, env=env, initializer=initializer, initargs=initargs)
+
+
+def lane_alive(executor: Any) -> bool:
+    """Whether the one worker process of a lane (a loky executor) is alive and usable."""
+    processes = list(getattr(executor, "_processes", {}).values())
+    return not executor_broken(executor) and all(p.is_alive() for p in processes)
 
 
 def executor_broken(executor: Any) -> bool:
@@ -271,7 +278,10 @@ def check(parallel: ModuleType = _parallel) -> None:
         for n in ("env", "initializer", "initargs")
         if n not in parameters
     ]
-    missing += [f"loky ProcessPoolExecutor.{n}" for n in _uses(ProcessPoolExecutor, ("_flags",))]
+    missing += [
+        f"loky ProcessPoolExecutor.{n}"
+        for n in _uses(ProcessPoolExecutor, ("_flags", "_processes"))
+    ]
     missing += [
         f"loky process_executor.{n}"
         for n in ("_RemoteTraceback", "_ExceptionWithTraceback")

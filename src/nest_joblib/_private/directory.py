@@ -76,6 +76,15 @@ def make(size: int) -> str:
     return path
 
 
+def discard(path: str) -> None:
+    """Remove a directory this process made and does not need after all."""
+    fd = _mine.pop(path, None)
+    shutil.rmtree(path, ignore_errors=True)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def describe(path: str) -> tuple[int, int] | None:
     """The root's pid and the budget's size, as ``path``'s ``root.lock`` names them."""
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import multiprocessing.util
 import os
+import select
 import threading
 import time
 from concurrent.futures import Future
@@ -18,8 +19,11 @@ from . import contract
 
 logger = logging.getLogger("nest_joblib")
 
-#: How often a lane checks that the process it serves is still there.
+#: Where the process has no pidfd (not Linux): how often a lane looks for its parent.
 _PARENT_POLL = 0.2
+#: A failed lane start is retried after this long, doubling up to the most.
+_RETRY_FIRST = 0.05
+_RETRY_MOST = 2.0
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -27,13 +31,25 @@ def _exit_with_parent(parent: int) -> None:
 
     When joblib aborts a call it kills that call's workers, and the lanes
     they had started would otherwise live on as orphans, unlike loky's own
-    workers. (``PR_SET_PDEATHSIG`` would follow the thread that started the
-    lane, not the process, so it cannot serve here.)
+    workers; worse, a lane whose task still runs would compute on a token
+    that its dead parent no longer holds. On Linux the lane waits on a pidfd
+    of its parent, which the kernel makes readable when the parent exits;
+    elsewhere it looks every 0.2 s. (``PR_SET_PDEATHSIG`` would follow the
+    thread that started the lane, not the process, so it cannot serve here.)
     """
+    try:
+        pidfd = os.pidfd_open(parent)  # type: ignore[attr-defined,unused-ignore]
+    except (AttributeError, OSError):
+        pidfd = None
+    if os.getppid() != parent:  # gone before we could watch it
+        os._exit(1)
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(_PARENT_POLL)
+        if pidfd is not None:
+            select.select([pidfd], [], [])
+        else:
+            while os.getppid() == parent:
+                time.sleep(_PARENT_POLL)
         os._exit(1)
 
     threading.Thread(target=watch, name="nest-joblib-parent-watch", daemon=True).start()
@@ -67,14 +83,46 @@ class Lanes:
         self.started = 0
         #: Seconds a lane takes to start here: a guess until one has started.
         self.start_seconds = 0.5
+        #: After a failed start: no new one before this time, and the next wait.
+        self._retry_at = 0.0
+        self._retry_wait = _RETRY_FIRST
 
     def take_idle(self) -> Any | None:
-        with self._lock:
-            return self._idle.pop() if self._idle else None
+        """An idle lane whose process is alive (one that died idle, say of the OOM killer, goes)."""
+        while True:
+            with self._lock:
+                lane = self._idle.pop() if self._idle else None
+            if lane is None or contract.lane_alive(lane):
+                return lane
+            logger.debug("a lane's process died while idle: it goes")
+            self.discard(lane)
+
+    def retry_in(self) -> float:
+        """Seconds before a lane may be started again (after a failed start)."""
+        return max(0.0, self._retry_at - time.monotonic())
 
     def start(self, env: dict[str, str]) -> Any:
-        """A new lane, once its process answers (blocks while it starts)."""
+        """A new lane, once its process answers (blocks while it starts).
+
+        A start that fails (no more processes, a process that exits) makes
+        the next one wait, from 50 ms doubling up to 2 s (:meth:`retry_in`).
+        """
         began = time.perf_counter()
+        try:
+            lane = self._start(env)
+        except BaseException:
+            with self._lock:
+                self._retry_at = time.monotonic() + self._retry_wait
+                self._retry_wait = min(2 * self._retry_wait, _RETRY_MOST)
+            raise
+        with self._lock:
+            self._retry_wait = _RETRY_FIRST
+            self.start_seconds = time.perf_counter() - began
+            self.started += 1
+            logger.debug("lane %d of this process is up", self.started)
+        return lane
+
+    def _start(self, env: dict[str, str]) -> Any:
         with self._lock:
             if self._exiting:
                 raise RuntimeError("this process exits: it starts no lane")
@@ -103,16 +151,17 @@ class Lanes:
         finally:
             with self._lock:
                 self._starting.discard(lane)
-        with self._lock:
-            self.start_seconds = time.perf_counter() - began
-            self.started += 1
-            logger.debug("lane %d of this process is up", self.started)
         return lane
 
     def submit(self, lane: Any, func: Callable[[], Any]) -> Future[Any]:
         future: Future[Any] = lane.submit(func)
         future.add_done_callback(lambda _: self.give_back(lane))
         return future
+
+    def discard(self, lane: Any) -> None:
+        """A lane found dead: its executor is shut down, a new lane starts next time."""
+        lane._nest_joblib_killed = True
+        lane.shutdown(wait=False, kill_workers=True)
 
     def kill(self, lane: Any) -> None:
         """Stop what ``lane`` runs (joblib aborts a call that failed or timed out)."""

@@ -1,9 +1,10 @@
 """The loky variant at a nested level: its tasks go to a :class:`.scheduler.Scheduler`.
 
-While the caller waits for the results, it lends its token to its own call,
-and takes one back when they are in (as Dask's secede/rejoin does for its
-threads). When joblib raises instead (a task failed, the call timed out), the
-caller goes on at once, with a token if one is there.
+While the caller waits for the results, it lends its token to its own call:
+the call's inline tasks run on it (as Dask's secede/rejoin gives a waiting
+task's thread to others). When joblib raises instead (a task failed, the call
+timed out), the caller goes on at once, on its token, beside a task that may
+still be stuck in a thread of its process, as beside joblib's threads.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any, Callable
 from . import budget as budget_mod
 from . import contract, wakeup
 from .scheduler import Scheduler
-from .state import ablated
 
 
 class NestedCall:
@@ -35,21 +35,11 @@ class NestedCall:
 
     @contextlib.contextmanager
     def retrieval_context(self) -> Iterator[None]:
+        # While it waits, the caller holds no token: the call's inline tasks
+        # run on it (and a thread that waits for its own call is no wait that
+        # a stand-in could fill, see .waits).
         token = budget_mod.held()
-        if token is None:
-            yield
-            return
-        if ablated("inline"):  # benchmarks only: no task runs here, the CPU is the tree's
-            budget = token.budget
-            budget_mod.set_held(None)
-            token.release()
-            try:
-                yield
-            finally:
-                budget_mod.set_held(None if budget is None else budget.acquire())
-            return
         budget_mod.set_held(None)
-        self._scheduler.lend(token)
         try:
             with wakeup.waking(self._scheduler.news):
                 yield
@@ -58,9 +48,9 @@ class NestedCall:
             # next: start nothing more, and do not wait for a task that may be
             # stuck (it goes on in the background, as joblib's threads do).
             self._scheduler.stop()
-            budget_mod.set_held(self._scheduler.take_back(wait=False))
             raise
-        budget_mod.set_held(self._scheduler.take_back())
+        finally:
+            budget_mod.set_held(token)
 
     def terminate(self) -> None:
         self._scheduler.close(cancel=False)

@@ -1,26 +1,32 @@
-"""The loky variant at the top level: loky's own pool, within the budget.
+"""The loky variant at the top level: loky's own pool, its batches paid for by the root.
 
-Its workers are at most ``budget`` (see :meth:`.budgeted.BudgetedLokyMixin.effective_n_jobs`),
-and each batch holds a token while it runs (:class:`.batches.TokenHeld`). The
-first batches, one per worker, get their token handed off by this process:
-no CPU looks free to the rest of the tree while the workers start. Workers
-with nothing to do stand by to help nested calls elsewhere (:mod:`.standby`).
-Without a budget (``NEST_JOBLIB_CPUS=off``) it is plain loky.
+The pool has the workers plain joblib would start (``n_jobs`` keeps joblib's
+meaning). The root holds one token of the budget for each batch running in
+the pool, up to the budget's size (:meth:`TopLevelPool._cover`), and the
+batches run on paid tokens (:class:`.batches.Paid`): a worker that starts or
+moves on to its next batch never leaves a CPU looking free. Batches beyond
+the budget run as in plain joblib, on no token of it: while they do, no token
+is free, so nothing the plugin adds (lanes, helpers, stand-by batches) starts
+computing. Workers with nothing to do stand by to help nested calls elsewhere
+(:mod:`.standby`). Without a budget (``NEST_JOBLIB_CPUS=off``) it is plain
+loky.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+import logging
+import threading
 from collections.abc import Iterator
 from typing import Any, Callable
 
 from . import budget as budget_mod
-from . import contract, wakeup
-from .batches import TokenHeld
-from .budget import BudgetRef
+from . import contract
+from .batches import Paid
+from .budget import BudgetRef, Token
 from .standby import Spares
-from .state import ablated
+
+logger = logging.getLogger("nest_joblib")
 
 
 class TopLevelPool:
@@ -34,61 +40,111 @@ class TopLevelPool:
         self._backend = backend
         self._plain = plain
         self._ref = ref
-        #: Batches still to send with a token handed off: one per worker.
-        self._ramp = workers
-        self._spares = (
-            None
-            if ref is None
-            else Spares(ref, workers, functools.partial(contract.loky_submit, backend))
-        )
+        self._workers = workers
+        self._lock = threading.Lock()
+        #: Batches sent and not done (stand-by batches included).
+        self._in_flight = 0
+        #: Tokens held for the batches running in the pool.
+        self._tokens: list[Token] = []
+        #: From the first batch until the spare workers got their stand-by
+        #: batches, a token for every worker: none of them looks free to a
+        #: nested call that starts meanwhile.
+        self._reserved = 0
+        self._started = False
+        self._spares = None if ref is None else Spares(ref, workers, self._send_covered)
+        if ref is not None and workers > ref.size:
+            logger.debug(
+                "a top-level pool of %d workers, wider than the budget of %d: as plain "
+                "joblib; nothing the plugin adds computes while more than %d batches run",
+                workers,
+                ref.size,
+                ref.size,
+            )
 
     def submit(self, func: Callable[[], Any], callback: Callable[..., Any] | None) -> Any:
         if self._ref is None:
             return contract.loky_submit(self._backend, func, callback)
-        # The first batches, one per worker, hold their token from now on, so
-        # that nested calls elsewhere do not take these CPUs for free while
-        # the workers start. (Only those: they are at the head of loky's
-        # queue, so each is taken at once by a worker; a token held for a
-        # batch further back would starve the workers.)
-        budget = budget_mod.budget_for(self._ref)
-        token = budget.try_acquire() if self._ramp > 0 and not ablated("handoffs") else None
-        self._ramp = max(0, self._ramp - 1)
-        job = budget.send_handed_off(
-            token, functools.partial(self._send, self._ref, func, callback)
-        )
+        if not self._started:
+            self._started = True
+            self._reserved = self._workers
+        job = self._send(func, callback)
         if self._spares is not None:
-            self._spares.batch_sent(job, with_token=token is not None)
+            self._spares.batch_sent(job)
         return job
 
     def _send(
         self,
-        ref: BudgetRef,
         func: Callable[[], Any],
-        callback: Callable[..., Any] | None,
-        slot: int | None,
+        callback: Callable[..., Any] | None = None,
+        counted: bool = False,
     ) -> Any:
-        return contract.loky_submit(self._backend, TokenHeld(func, ref, slot, keep=True), callback)
+        assert self._ref is not None
+        if not counted:
+            with self._lock:
+                self._in_flight += 1
+                self._cover()
+        try:
+            job = contract.loky_submit(self._backend, Paid(func, self._ref), callback)
+        except BaseException:  # the pool refused it (a worker died a moment before)
+            self._unreserve()
+            self._finished(None)
+            raise
+        job.add_done_callback(self._finished)
+        return job
+
+    def _send_covered(self, func: Callable[[], Any]) -> Any | None:
+        """Send ``func`` (a stand-by batch) only if a token can be held for it; its future."""
+        with self._lock:
+            if self._in_flight >= self._workers:
+                return None
+            self._in_flight += 1
+            self._cover()
+            if len(self._tokens) < min(self._in_flight, self._workers):  # no CPU free for it
+                self._in_flight -= 1
+                self._cover()
+                return None
+        return self._send(func, counted=True)
+
+    def _finished(self, _: Any) -> None:
+        # joblib's own callback ran first: it sent the next batch, if any, so a
+        # worker that moves on keeps its token.
+        with self._lock:
+            self._in_flight -= 1
+            self._cover()
+
+    def _cover(self) -> None:
+        """Hold one token per batch running in the pool, up to the budget (under the lock)."""
+        assert self._ref is not None
+        want = min(max(self._in_flight, self._reserved), self._workers)
+        while len(self._tokens) > want:
+            self._tokens.pop().release()
+        budget = budget_mod.budget_for(self._ref)
+        while len(self._tokens) < want:
+            token = budget.try_acquire()
+            if token is None:  # held elsewhere: this batch runs as in plain joblib
+                break
+            self._tokens.append(token)
 
     @contextlib.contextmanager
     def retrieval_context(self) -> Iterator[None]:
-        token = budget_mod.held()
-        if self._ref is None:
+        if self._spares is None:
             yield
-        elif token is None:  # the root: its spare workers stand by meanwhile
-            assert self._spares is not None
-            with self._spares.standing_by(self._backend.parallel):
-                yield
-        else:  # a top-level call inside a task: it lends its token while it waits
-            budget_mod.set_held(None)
-            token.release()
-            try:
-                with wakeup.waking(None):
-                    yield
-            finally:
-                budget_mod.set_held(budget_mod.budget_for(self._ref).acquire())
+            return
+        with self._spares.standing_by(self._backend.parallel):
+            self._unreserve()  # the spare workers stand by now, or cannot
+            yield
+
+    def _unreserve(self) -> None:
+        with self._lock:
+            self._reserved = 0
+            self._cover()
 
     def terminate(self) -> None:
+        if self._ref is not None:
+            self._unreserve()
         self._plain.terminate()
 
     def abort_everything(self, ensure_ready: bool) -> None:
+        if self._ref is not None:
+            self._unreserve()
         self._plain.abort_everything(ensure_ready=ensure_ready)

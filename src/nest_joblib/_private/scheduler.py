@@ -34,7 +34,7 @@ import os
 import threading
 import time
 import weakref
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from typing import Any, Callable
 
 from nest_joblib._warnings import warn
@@ -42,7 +42,7 @@ from nest_joblib._warnings import warn
 from . import budget as budget_mod
 from . import contract, waits
 from .arrays import Pickled, TaskPickler
-from .batches import TokenHeld
+from .batches import Paid
 from .budget import Budget, BudgetRef, Token, backoff
 from .lanes import lanes
 from .sharing import Offer
@@ -108,12 +108,12 @@ class Scheduler:
         self._ref = ref
         self._env = env
         self._pickler = pickler or TaskPickler()
-        #: The caller holds a token, which it lends to this call while it
-        #: waits. A caller without one (a stand-in, a thread of the user's)
-        #: has its inline tasks run without one, in its own process, as plain
-        #: joblib's threads would: a call never depends on a CPU freeing up
-        #: elsewhere to make progress.
-        self._caller_lends = budget_mod.held() is not None
+        #: The caller's token, which it lends to this call while it waits: the
+        #: inline tasks run on it. A caller without one (a stand-in, a thread
+        #: of the user's) has its inline tasks run without one, in its own
+        #: process, as plain joblib's threads would: a call never depends on a
+        #: CPU freeing up elsewhere to make progress.
+        self._token = budget_mod.held()
         #: Tasks in flight at most (inline, in lanes, in helpers): joblib's n_jobs.
         self._n_jobs = n_jobs
         self._queue: collections.deque[_Item] = collections.deque()
@@ -124,7 +124,6 @@ class Scheduler:
         self._closed = False
         #: A task failed: joblib aborts the call, so nothing more is started.
         self._failed = False
-        self._lent: Token | None = None
         self._remote_running = 0
         self._starting = 0
         #: Inline tasks running: thread ident -> its CPU clock (None without one).
@@ -138,7 +137,11 @@ class Scheduler:
         #: The call's own inline runner is running a task (when not, the next is its own).
         self._inline_busy = False
         #: Inline tasks that wait get stand-ins (where threads have CPU clocks).
-        self._stand_ins = n_jobs > 1 and waits.supported() and not ablated("stand-ins")
+        self._stand_ins = n_jobs > 1 and not ablated("stand-ins")
+        #: Where threads have no CPU clock nothing tells a task that waits from
+        #: one that computes: each task that starts starts a stand-in for the
+        #: next, up to n_jobs in flight, as plain joblib's threads would.
+        self._eager = not waits.supported()
         #: Benchmarks only: without the inline runner, every task goes elsewhere.
         self._no_inline = ablated("inline")
         self._stand_ins = self._stand_ins and not self._no_inline
@@ -185,38 +188,12 @@ class Scheduler:
             if self._closed:
                 raise RuntimeError("this nested Parallel call has been terminated")
             self._queue.append(item)
-            watch = self._stand_ins and not self._watched
+            watch = self._stand_ins and not self._eager and not self._watched
             self._watched = self._watched or watch
             self._cond.notify_all()
         if watch:
             waits.watcher.watch(self)
         return item.future
-
-    def lend(self, token: Token) -> None:
-        """The caller waits: its token serves this call meanwhile."""
-        with self._cond:
-            self._park(token)
-
-    def take_back(self, wait: bool = True) -> Token | None:
-        """The caller resumes: a token back, from this call or the budget.
-
-        Waits for whichever comes first: this call's inline runner may still
-        be finishing a task, and parks its token here when done, while other
-        processes free theirs. Without ``wait`` (the call failed or timed
-        out, and a task of it may be stuck), ``None`` when neither is there:
-        the caller goes on, as joblib's caller does beside its threads.
-        """
-        if self._budget.static:
-            return None
-        with self._cond:
-            for delay in backoff(_POLL_MIN, _POLL_MAX):
-                token, self._lent = self._lent, None
-                if token is None:
-                    token = self._budget.try_acquire()
-                if token is not None or not wait or self._budget.broken is not None:
-                    return token
-                self._cond.wait(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def stop(self) -> None:
         """Start nothing more (joblib raised in the caller: an error, a timeout)."""
@@ -227,18 +204,18 @@ class Scheduler:
     def close(self, cancel: bool = False) -> None:
         with self._cond:
             self._closed = True
+            cancelled = list(self._queue) if cancel else []
             if cancel:
-                for item in self._queue:
-                    item.future.cancel()
                 self._queue.clear()
-            token, self._lent = self._lent, None
             running = list(self._remote_lanes.values()) if cancel else []
             offer, self._offer = self._offer, None
             self._cond.notify_all()
+        # Futures are foreign code: cancelling one runs joblib's callback, which
+        # takes the Parallel's lock, which a thread in submit() may hold.
+        for item in cancelled:
+            item.future.cancel()
         if offer is not None:
             offer.close()
-        if token is not None:
-            token.release()
         for lane in running:
             lanes.kill(lane)
         waits.watcher.unwatch(self)
@@ -251,13 +228,6 @@ class Scheduler:
 
     # -- inside ---------------------------------------------------------------
 
-    def _park(self, token: Token) -> None:
-        if self._lent is None and not self._closed:
-            self._lent = token
-            self._cond.notify_all()
-        else:
-            token.release()
-
     def _startable(self) -> bool:
         """Whether a task may start now (under the condition)."""
         return not self._closed and not self._failed
@@ -269,24 +239,26 @@ class Scheduler:
             self._inline_busy = bool(self._queue) and not self._closed
             return self._queue.popleft() if self._inline_busy else None
 
-    def _run(self, item: _Item, token: Token | None) -> Token | None:
-        """Run ``item`` in this thread holding ``token``; the token it ends with."""
+    def _run(self, item: _Item, token: Token | None) -> None:
+        """Run ``item`` in this thread, holding ``token``."""
         try:
-            return self._run_here(item, token)
+            self._run_here(item, token)
         except BaseException as exc:  # ours, not the task's: fail it, then the call
             if not item.future.done():
                 item.future.set_exception(exc)
             raise
 
-    def _run_here(self, item: _Item, token: Token | None) -> Token | None:
+    def _run_here(self, item: _Item, token: Token | None) -> None:
         me = threading.get_ident()
-        clock = waits.Clock() if self._stand_ins else None
+        clock = waits.Clock() if self._stand_ins and waits.supported() else None
         with self._cond:
             self._inline[me] = clock
         if clock is not None:
             waits.running(clock)
+        elif self._stand_ins and self._eager:
+            self.stand_in()
         began = time.perf_counter()
-        with budget_mod.Holding(token) as holding:
+        with budget_mod.Holding(token):
             try:
                 ok, value = True, item.func()
             except BaseException as exc:  # handed to the caller as joblib expects
@@ -301,46 +273,17 @@ class Scheduler:
             self._cond.notify_all()
         _settle(item.future, ok, value)
         self.news.set()
-        return holding.token
 
     def _run_inline(self) -> None:
         """The call's own runner: its tasks, one at a time, on the caller's token."""
-        token: Token | None = None
-        first = True
-        try:
-            while True:
-                item = self._next()
-                if item is None:
-                    break
-                if not item.future.set_running_or_notify_cancel():
-                    continue
-                if token is None and first and self._caller_lends:
-                    # The caller's own CPU: a free one taken before the caller
-                    # lends its token would leave that token idle in this call.
-                    token = self._lent_token()
-                elif token is None and self._caller_lends:
-                    token = self.take_back()  # the caller's lent token, or a free one
-                first = False
-                token = self._run(item, token)
-                with self._cond:
-                    self._inline_busy = False
-                    if token is not None and not (self._queue and self._startable()):
-                        if (self._remote_running or self._starting) and not self._inline:
-                            # Only lanes are left: the CPU is free for the tree.
-                            token.release()
-                        else:  # the end of the call, or stand-ins still run: keep it
-                            self._park(token)
-                        token = None
-        finally:  # the end of the call, or an error in this thread (see _thread)
-            if token is not None:
-                token.release()
-
-    def _lent_token(self) -> Token | None:
-        with self._cond:
-            while self._lent is None and not self._closed:
-                self._cond.wait()
-            token, self._lent = self._lent, None
-            return token
+        while True:
+            item = self._next()
+            if item is None:
+                return
+            if item.future.set_running_or_notify_cancel():
+                self._run(item, self._token)
+            with self._cond:
+                self._inline_busy = False
 
     # -- stand-ins: the next task beside one that waits (see .waits) ---------------
 
@@ -370,7 +313,7 @@ class Scheduler:
 
     def stand_in(self) -> bool:
         with self._cond:
-            if not (self._queue and self._startable()):
+            if not self._stand_in_room():
                 return False
         self._thread(self._stand_in, "stand-in")
         return True
@@ -387,11 +330,8 @@ class Scheduler:
             if item is None:
                 return
             first = False
-            if not item.future.set_running_or_notify_cancel():
-                continue
-            token = self._run(item, None)
-            if token is not None:  # not expected: a stand-in lends nothing
-                token.release()
+            if item.future.set_running_or_notify_cancel():
+                self._run(item, None)
 
     # -- lanes ------------------------------------------------------------------
 
@@ -416,10 +356,6 @@ class Scheduler:
         inline = len(self._inline) if self._no_inline else max(len(self._inline), 1)
         return self._remote_running + self._starting + inline < self._n_jobs
 
-    def _take_cpu(self) -> Token | None:
-        """A free token for lane work (a lent one is the inline runner's)."""
-        return self._budget.try_acquire()
-
     def _payload(self, item: _Item) -> bytes | None:
         """``item`` pickled for another process, once; None if it cannot travel."""
         if item.payload is None and not item.local:
@@ -430,23 +366,27 @@ class Scheduler:
                 item.local = True
         return item.payload
 
+    def _lane_work(self) -> bool:
+        """Whether a queued task waits for a lane (under the condition).
+
+        One lane per queued task at most, starting ones included.
+        """
+        queued = sum(not item.local for item in self._queue)
+        return queued > self._starting and self._remote_room() and self._startable()
+
     def _feed_lanes(self) -> None:
         delays = backoff(_POLL_MIN, _POLL_MAX)
         while True:
             with self._cond:
-                # One lane per queued task at most, starting ones included.
-                while not self._closed and (
-                    sum(not item.local for item in self._queue) <= self._starting
-                    or not self._remote_room()
-                    or not self._startable()
-                ):
+                while not self._closed and not self._lane_work():
                     self._cond.wait()
                 if self._closed:
                     return
-            token = self._take_cpu()
-            if token is None:
+            pause = lanes.retry_in()  # a lane start failed a moment ago
+            token = None if pause > 0 else self._budget.try_acquire()
+            if token is None:  # every CPU is held: another process frees one
                 with self._cond:
-                    self._cond.wait(next(delays))
+                    self._cond.wait(pause or next(delays))
                 continue
             delays = backoff(_POLL_MIN, _POLL_MAX)
             lane = lanes.take_idle()
@@ -454,44 +394,43 @@ class Scheduler:
                 token.release()
                 with self._cond:
                     self._cond.wait(_POLL_MAX)
-                continue
-            if lane is None:
+            elif lane is None:
                 # The token pays for the start; tasks stay queued meanwhile,
                 # for the inline runner or for lanes that are already up.
                 with self._cond:
                     self._starting += 1
                 self._thread(self._start_lane, "lane-start", token)
-                continue
-            item = self._take_remote()
-            payload = None if item is None else self._payload(item)
-            if item is not None and payload is None:  # it stays in this process
-                self._put_back(item)
-                item = None
-            if item is None or payload is None or not item.future.set_running_or_notify_cancel():
-                token.release()
-                lanes.give_back(lane)
-                if item is not None:
-                    self._remote_done_count()
-                continue
-            # The lane task asks for this very token once it starts.
-            if ablated("handoffs"):  # benchmarks only: it takes a free one instead
-                token.release()
-                token = None
-            try:
-                remote = self._budget.send_handed_off(
-                    token, functools.partial(self._send_to_lane, lane, payload)
-                )
-            except BaseException as exc:
-                item.future.set_exception(exc)
-                self._remote_done_count()
-                continue
-            with self._cond:
-                if not remote.done():
-                    self._remote_lanes[item] = lane
-            remote.add_done_callback(functools.partial(self._remote_done, item))
+            else:
+                self._send_to_lane(lane, token)
 
-    def _send_to_lane(self, lane: Any, payload: bytes, slot: int | None) -> Any:
-        return lanes.submit(lane, TokenHeld(Pickled(payload), self._ref, slot))
+    def _send_to_lane(self, lane: Any, token: Token) -> None:
+        """Run the next task that may leave this process in ``lane``, on ``token``.
+
+        This process holds the token for as long as the task runs there.
+        """
+        item = self._take_remote()
+        payload = None if item is None else self._payload(item)
+        if item is not None and payload is None:  # it stays in this process
+            self._put_back(item)
+            item = None
+        if item is None or payload is None:
+            token.release()
+            lanes.give_back(lane)
+            return
+        try:
+            remote = lanes.submit(lane, Paid(Pickled(payload), self._ref))
+        except BaseException as exc:  # the lane died while idle: the task never ran
+            logger.debug("a lane was gone (%r): its task goes back to the queue", exc)
+            token.release()
+            lanes.discard(lane)
+            self._put_back(item)
+            return
+        # False when cancelled meanwhile: the call is aborted, and its lanes killed.
+        item.future.set_running_or_notify_cancel()
+        with self._cond:
+            if not remote.done():
+                self._remote_lanes[item] = lane
+        remote.add_done_callback(functools.partial(self._remote_done, item, token))
 
     def _take_remote(self) -> _Item | None:
         """The first queued task that may leave this process (counted as remote)."""
@@ -506,7 +445,7 @@ class Scheduler:
             return None
 
     def _put_back(self, item: _Item) -> None:
-        """A task that cannot leave: back to the head of the queue, for this process."""
+        """A task that did not leave: back to the head of the queue."""
         with self._cond:
             self._remote_running -= 1
             self._queue.appendleft(item)
@@ -515,7 +454,7 @@ class Scheduler:
     def _start_lane(self, token: Token) -> None:
         try:
             lane = lanes.start(self._env)
-        except BaseException as exc:  # cannot start processes here: stay inline
+        except BaseException as exc:  # cannot start processes now: back off, stay inline
             logger.debug("could not start a lane: %r", exc)
             lane = None
         token.release()
@@ -589,11 +528,13 @@ class Scheduler:
             self._remote_running -= 1
             self._cond.notify_all()
 
-    def _remote_done(self, item: _Item, done: Future[Any]) -> None:
-        exc = done.exception()
+    def _remote_done(self, item: _Item, token: Token, done: Future[Any]) -> None:
+        token.release()
+        exc = CancelledError() if done.cancelled() else done.exception()
         with self._cond:
             self._remote_lanes.pop(item, None)
             self._failed = self._failed or exc is not None
         self._remote_done_count()
-        _settle(item.future, exc is None, done.result() if exc is None else exc)
+        if not item.future.done():
+            _settle(item.future, exc is None, done.result() if exc is None else exc)
         self.news.set()

@@ -31,9 +31,6 @@ MECHANISMS = (
     "lanes",
     "helpers",
     "standby",
-    "keep",
-    "handoffs",
-    "kept-tokens",
     "wakeup",
 )
 

@@ -1,16 +1,11 @@
 """Work sharing: idle top-level workers run tasks that nested calls elsewhere have queued.
 
-A nested call that runs inline (no CPU was free when it started) *offers* its
-queued tasks on a Unix socket in the budget's directory. Workers of the
-top-level pool that have nothing to do *help*: they connect to an offer and
-run its queued tasks one at a time, each with a token, so a CPU is used at
-once by a process that is already warm, where a lane would first spend about
-half a second of CPU starting up. A worker helps
-
-- with the token it kept for a next batch that did not come (see
-  :mod:`.keep`): a thread of the worker helps until no offer has work left
-  or its own process gets a batch again;
-- in a stand-by batch that the root sends it (see :mod:`.standby`).
+A nested call *offers* its queued tasks on a Unix socket in the budget's
+directory. Workers of the top-level pool that have nothing to do *help*, in a
+stand-by batch that the root sends them and holds a token for (see
+:mod:`.standby`): they connect to an offer and run its queued tasks one at a
+time, so a CPU is used at once by a process that is already warm, where a
+lane would first spend about half a second of CPU starting up.
 
 Nothing is lost: a task whose helper goes away before answering goes back to
 the head of its call's queue.
@@ -54,12 +49,9 @@ from multiprocessing import AuthenticationError
 from multiprocessing.connection import Connection
 from typing import Any
 
-from . import budget as budget_mod
 from . import contract
 from .arrays import load
-from .budget import Budget, Token
-from .keep import Keeper
-from .state import ablated
+from .budget import Budget
 
 logger = logging.getLogger("nest_joblib")
 
@@ -263,40 +255,11 @@ def _address(marker: str) -> str | None:
     return "\0" + name if name else None
 
 
-def help_elsewhere(keeper: Keeper, token: Token) -> bool:
-    """The idle policy of :mod:`.keep`: use ``token``, idle in this top-level
-    worker, for tasks offered in the tree.
+def help_once(budget: Budget, stop: Callable[[], bool]) -> int:
+    """One pass over the offers, running their tasks here until ``stop()``.
 
-    Returns False at once (the keeper frees the token) when nothing is offered.
-    """
-    budget = token.budget
-    if budget is None or ablated("helpers") or not _offers(budget.ref.path):
-        return False
-    threading.Thread(
-        target=_help, args=(budget, keeper, token), name="nest-joblib-helper", daemon=True
-    ).start()
-    return True
-
-
-def _help(budget: Budget, keeper: Keeper, token: Token) -> None:
-    ran = 0
-    try:
-        while not keeper.reclaim_wanted():  # until a pass over the offers finds no work
-            token, done = help_once(budget, token, keeper.reclaim_wanted)
-            ran += done
-            if not done:
-                break
-    finally:
-        if ran:
-            logger.debug("helped with %d offered tasks", ran)
-        keeper.helper_done(token)
-
-
-def help_once(budget: Budget, token: Token, stop: Callable[[], bool]) -> tuple[Token, int]:
-    """One pass over the offers, running their tasks until ``stop()``.
-
-    Returns the token held at the end (a nested call may have swapped it)
-    and how many tasks ran.
+    The tasks run in this thread, on its token (a stand-by batch's, which
+    the root pays for). Returns how many ran.
     """
     ran = 0
     for marker in _offers(budget.ref.path):
@@ -318,21 +281,19 @@ def help_once(budget: Budget, token: Token, stop: Callable[[], bool]) -> tuple[T
                     break
                 if not task:
                     break
-                token, outcome = _run(task, token)
+                outcome = _run(task)
                 ran += 1
                 more = not stop()
                 try:  # the outcome, and whether this helper asks for another task
                     conn.send_bytes((_MORE if more else _LAST) + outcome)
                 except OSError:  # the call was aborted meanwhile
                     break
-    return token, ran
+    return ran
 
 
-def _run(task: bytes, token: Token) -> tuple[Token, bytes]:
-    """Run one offered task holding ``token``: the token it ends with, and its outcome."""
-    with budget_mod.Holding(token) as holding:
-        try:
-            outcome = _outcome(True, load(task)())
-        except BaseException as exc:  # handed to the calling Parallel, as a lane would
-            outcome = _outcome(False, exc)
-    return (holding.token if holding.token is not None else token), outcome
+def _run(task: bytes) -> bytes:
+    """Run one offered task: its outcome, pickled."""
+    try:
+        return _outcome(True, load(task)())
+    except BaseException as exc:  # handed to the calling Parallel, as a lane would
+        return _outcome(False, exc)

@@ -1,0 +1,63 @@
+"""Interleavings found by reading the code (issue 22), each forced where it can happen.
+
+Each case runs in a fresh interpreter (``tests/children/``) that places its
+hook in the code path: a callback, a patched function, a killed process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import run_child_json
+from nest_joblib._private.budget import Budget, BudgetRef, Holding, TokenReleased, paid
+
+
+def test_closing_a_call_cancels_its_futures_outside_its_lock() -> None:
+    """A future's callback (joblib's) waits for a thread that waits to submit to the call."""
+    out = run_child_json("scheduler_cancel_outside_lock", timeout=60)
+    assert out["deadlocked"] is False
+    assert out["cancelled"] is True
+    assert out["refused"] == ["this nested Parallel call has been terminated"]
+
+
+def test_a_token_given_back_cannot_be_used(tmp_path: Path) -> None:
+    budget = Budget(BudgetRef(str(tmp_path), 2))
+    token = budget.try_acquire()
+    assert token is not None
+    token.release()
+    with pytest.raises(TokenReleased):
+        token.release()
+    with pytest.raises(TokenReleased), Holding(token):
+        pass
+    with pytest.raises(TokenReleased):  # a paid token's slot is its sender's to give back
+        paid().release()
+    assert budget.try_acquire() is not None  # the slot itself is free again
+
+
+def test_a_helper_whose_task_timed_out_leaves_no_cpu_looking_free() -> None:
+    """The CPU a helper computes on stays held after its task's nested call timed out."""
+    out = run_child_json("budget_helper_timeout", env={"NEST_JOBLIB_CPUS": "2"}, timeout=120)
+    assert out["timed_out"] == 6
+    assert out["pids"] == 2  # the outer task's process and the helper
+    assert out["free"] == 0
+
+
+def test_a_lane_that_died_idle_leaves_its_task_to_others() -> None:
+    out = run_child_json("lanes_dead_idle", env={"NEST_JOBLIB_CPUS": "3"}, timeout=120)
+    assert out["killed"] >= 1  # the first call started a lane, which was killed
+    assert out["error"] is None
+    assert out["first"] == out["second"] == [0, 1, 2, 3]
+
+
+def test_failed_lane_starts_back_off() -> None:
+    out = run_child_json("lanes_start_backs_off", env={"NEST_JOBLIB_CPUS": "3"}, timeout=120)
+    assert out["results"] == list(range(6))
+    # 1.5 s of queued work: starts at 0, 50, 150, 350, 750 ms, 1.55 s at most.
+    assert 1 <= out["attempts"] <= 6
+
+
+def test_a_fork_while_the_budget_is_made_leaves_the_child_no_lock() -> None:
+    out = run_child_json("budget_fork_while_reaping", env={"NEST_JOBLIB_CPUS": "2"}, timeout=120)
+    assert out == {"result": [0, 1, 2, 3]}
