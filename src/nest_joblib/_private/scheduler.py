@@ -142,15 +142,15 @@ class Scheduler:
         #: one that computes: each task that starts starts a stand-in for the
         #: next, up to n_jobs in flight, as plain joblib's threads would.
         self._eager = not waits.supported()
-        #: Benchmarks only: without the inline runner, every task goes elsewhere.
+        #: Benchmarks only: the inline runner sends its tasks to a lane, which
+        #: runs them on the caller's CPU (what running them here is worth).
         self._no_inline = ablated("inline")
         self._stand_ins = self._stand_ins and not self._no_inline
         self._watched = False  # by the watcher, now
         _calls.add(self)
         if not budget.static and n_jobs > 1 and not ablated("helpers"):
             self._open_offer()
-        if not self._no_inline:
-            self._thread(self._run_inline, "inline")
+        self._thread(self._run_inline, "inline")
         if not budget.static and not ablated("lanes"):
             self._thread(self._feed_lanes, "feeder")
 
@@ -260,7 +260,7 @@ class Scheduler:
         began = time.perf_counter()
         with budget_mod.Holding(token):
             try:
-                ok, value = True, item.func()
+                ok, value = True, self._in_lane(item) if self._no_inline else item.func()
             except BaseException as exc:  # handed to the caller as joblib expects
                 contract.keep_traceback(exc)
                 ok, value = False, exc
@@ -273,6 +273,14 @@ class Scheduler:
             self._cond.notify_all()
         _settle(item.future, ok, value)
         self.news.set()
+
+    def _in_lane(self, item: _Item) -> Any:
+        """Benchmarks only (inline ablated): run ``item`` in a lane, on this CPU, and wait."""
+        payload = self._payload(item)
+        if payload is None:  # it cannot leave this process
+            return item.func()
+        lane = lanes.take_idle() or lanes.start(self._env)
+        return lanes.submit(lane, Paid(Pickled(payload), self._ref)).result()  # gives it back
 
     def _run_inline(self) -> None:
         """The call's own runner: its tasks, one at a time, on the caller's token."""
@@ -353,7 +361,7 @@ class Scheduler:
 
         An inline call keeps one place for its own runner.
         """
-        inline = len(self._inline) if self._no_inline else max(len(self._inline), 1)
+        inline = max(len(self._inline), 1)
         return self._remote_running + self._starting + inline < self._n_jobs
 
     def _payload(self, item: _Item) -> bytes | None:
@@ -491,7 +499,7 @@ class Scheduler:
                 return None
             # An idle inline runner is about to take the head: a helper taking
             # it would leave the caller's CPU idle for as long as the task runs.
-            mine = not self._inline_busy and not self._no_inline
+            mine = not self._inline_busy
             chosen = None
             for item in list(self._queue):
                 if item.future.cancelled():
