@@ -255,6 +255,15 @@ CHILD_CODE = "import sys, nesting; sys.exit(nesting.child(sys.argv[1:]))"
 CPUS_VARIABLE = "NESTING_BENCHMARK_CPUS"
 #: Modes that switch one mechanism of the budget off (``--ablate``): ``off:<mechanism>``.
 OFF = "off:"
+#: Modes that run the budget with another installation (``--python``): ``budget@<name>``.
+AT = "budget@"
+#: --python: name -> the interpreter of another environment (another version of the plugin).
+PYTHONS: dict[str, str] = {}
+
+
+def python_of(mode: str) -> str:
+    """The interpreter a mode runs with: this one, or another environment's (``--python``)."""
+    return PYTHONS[mode[len(AT) :]] if mode.startswith(AT) else sys.executable
 
 
 def mode_env(
@@ -268,7 +277,7 @@ def mode_env(
         env["NEST_JOBLIB"] = "0"
     elif mode == "naive":
         env["NEST_JOBLIB_CPUS"] = "off"
-    elif mode != "budget" and not mode.startswith(OFF):
+    elif mode != "budget" and not mode.startswith((OFF, AT)):
         raise ValueError(mode)
     if mode.startswith(OFF):
         env["NEST_JOBLIB_ABLATE"] = mode[len(OFF) :]
@@ -415,7 +424,7 @@ def run_once(
     debug = debug_log is not None and mode == "budget"
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD_CODE, shape, str(loops), str(wait), str(sorts)],
+        [python_of(mode), "-c", CHILD_CODE, shape, str(loops), str(wait), str(sorts)],
         env=mode_env(mode, debug, shape, cpus),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -496,7 +505,7 @@ def print_table(
             pss = statistics.median(r["pss"] for r in rs)
             pss_ratio = pss / plain_pss if plain_pss else float("nan")
             target = ""
-            if mode == "budget" and "plain" in modes:
+            if (mode == "budget" or mode.startswith(AT)) and "plain" in modes:
                 # not (wall > naive): true when naive did not run (NaN)
                 bound = ONE_CPU_TARGET if cpus == 1 else TARGETS.get(shape)
                 ok = (bound is None or ratio <= bound) and not wall > naive
@@ -605,6 +614,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="switch these mechanisms off one at a time (comma-separated, or 'all'): modes "
         "budget and off:NAME for each, and the table of off/on pair ratios",
     )
+    parser.add_argument(
+        "--python",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="also run the budget with the interpreter of another environment, as mode "
+        "budget@NAME (another version of the plugin, side by side); repeatable",
+    )
     parser.add_argument("--save", metavar="PATH", help="append every run here (JSON lines)")
     parser.add_argument("--load", metavar="PATH", help="print the tables of runs saved before")
     args = parser.parse_args(argv)
@@ -624,6 +641,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if unknown:
             parser.error(f"--ablate: unknown {', '.join(unknown)}; known: {', '.join(known)}")
         args.modes = ["budget", *(OFF + name for name in names)]
+    for item in args.python:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not os.path.isfile(path):
+            parser.error(f"--python {item!r}: expected NAME=PATH to an interpreter")
+        PYTHONS[name] = path
+        args.modes.append(AT + name)
     if args.cpus is not None and not 1 <= args.cpus <= (os.cpu_count() or 1):
         parser.error(f"--cpus must be between 1 and {os.cpu_count()}")
     if args.cpus == 1:  # a budget of 4 means nothing on one CPU (issue 23)

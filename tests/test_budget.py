@@ -119,15 +119,6 @@ def test_a_call_from_another_thread_recalls_standing_by_workers() -> None:
     assert out["a"] == [True]  # the second call's task ran while the first call's waited
 
 
-def test_the_caller_of_a_nested_call_wakes_when_a_task_completes() -> None:
-    """joblib polls for results every 10 ms: a completion ends the caller's wait at once."""
-    out = run_child_json("budget_wakeup", env={"NEST_JOBLIB_CPUS": "2"}, timeout=120)
-    for call in out:  # both workers busy: each nested call ran inline, its caller polling
-        assert call["leaves"] == 4
-        assert call["sleeps"] > 0
-        assert call["cut_short"] > 0
-
-
 @pytest.mark.parametrize("width", [2, 4])
 def test_no_cpu_looks_free_while_the_pool_runs_batches(width: int) -> None:
     """The root holds a token per running batch, from its dispatch to its result.
@@ -182,3 +173,15 @@ def test_calls_from_threads_of_a_task_stay_within_the_budget() -> None:
         out = run_child_json("budget_thread_calls", env={"NEST_JOBLIB_CPUS": "2"}, timeout=120)
         assert out["leaves"] == 10
         assert out["peak"] <= 2
+
+
+def test_lanes_use_every_cpu_of_a_budget_wider_than_the_pool() -> None:
+    """Two folds on a budget of 8: 8 leaves compute at once, in 8 processes (6 of them lanes).
+
+    Lanes belong to the process that started them, so each fold keeps its
+    own: once the barrier is met, a fold may start one more for a CPU that
+    the other fold's lane freed.
+    """
+    out = run_child_json("lanes_fill_the_budget", env={"NEST_JOBLIB_CPUS": "8"}, timeout=180)
+    assert out["met"] is True
+    assert 8 <= out["pids"] <= 10

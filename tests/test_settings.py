@@ -148,7 +148,7 @@ def test_backends_known_engines_or_problems(raw: str) -> None:
         ({"NEST_JOBLIB_BACKENDS": "Ray, dask,ray,"}, "backends", ("ray", "dask")),
         ({"NEST_JOBLIB_BACKENDS": "spark"}, "backends", ()),
         ({"NEST_JOBLIB_DEBUG": "YES"}, "debug", True),
-        ({"NEST_JOBLIB_ABLATE": " Lanes,wakeup,"}, "ablate", frozenset({"lanes", "wakeup"})),
+        ({"NEST_JOBLIB_ABLATE": " Lanes,helpers,"}, "ablate", frozenset({"lanes", "helpers"})),
         ({"NEST_JOBLIB_ABLATE": "lanes,warp"}, "ablate", frozenset({"lanes"})),
     ],
 )

@@ -81,18 +81,39 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_imports_flow_one_way() -> None:
     modules = _installed_modules()
     graph = {name: _imports(name, path, set(modules)) for name, path in modules.items()}
-    assert graph["nest_joblib._private.scheduler"], "the graph was read"
+    assert graph["nest_joblib._private.scheduling.scheduler"], "the graph was read"
     assert _cycle(graph) is None
     # The package never reaches back into the start-up module, except the
     # command line, which reports on it.
     users = {name for name, deps in graph.items() if "_nest_joblib_startup" in deps}
     assert users <= {"nest_joblib._private.status"}, users
     # The token layer knows nothing of sharing, stand-by or scheduling: it
-    # stands on the budget directory alone, which stands on nothing of ours.
+    # stands on the budget directory and the process registry alone, which
+    # stand on nothing of ours.
+    base = {"nest_joblib._private", "nest_joblib._private.process"}
     budget_deps = graph["nest_joblib._private.budget"]
-    allowed = {"nest_joblib._private", "nest_joblib._private.directory", "nest_joblib._warnings"}
+    allowed = {*base, "nest_joblib._private.directory", "nest_joblib._warnings"}
     assert budget_deps <= allowed, budget_deps
-    assert graph["nest_joblib._private.directory"] <= {"nest_joblib._private"}
+    assert graph["nest_joblib._private.directory"] <= base
+    assert graph["nest_joblib._private.process"] <= {"nest_joblib._private"}
+
+
+def test_the_code_fits_in_one_read() -> None:
+    """No class over 300 lines, no function over 60; one handler for fork, in the registry."""
+    too_long = []
+    forks = []
+    for name, path in _installed_modules().items():
+        source = path.read_text()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                assert node.end_lineno is not None
+                lines = node.end_lineno - node.lineno + 1
+                if lines > (300 if isinstance(node, ast.ClassDef) else 60):
+                    too_long.append(f"{name}.{node.name}: {lines} lines")
+        if "register_at_fork(" in source:
+            forks.append(name)
+    assert too_long == []
+    assert forks == ["nest_joblib._private.process"]
 
 
 def test_the_start_up_module_takes_nothing_from_the_package_at_import_time() -> None:

@@ -24,8 +24,9 @@ def main() -> None:
     Parallel(n_jobs=2)(delayed(alone)(i) for i in range(1))
     with tempfile.TemporaryDirectory() as barrier:
         second = Parallel(n_jobs=2)(delayed(pair)(barrier) for _ in range(2))
-    assert budget._own is not None
-    left = [n for n in os.listdir(budget._own.path) if n.startswith("standby-")]
+    ref = budget.own_ref()
+    assert ref is not None
+    left = [n for n in os.listdir(ref.path) if n.startswith("standby-")]
     emit({"second": second, "left": left})
 
 

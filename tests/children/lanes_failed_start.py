@@ -26,12 +26,12 @@ def refuse(*args: Any, **kwargs: Any) -> None:
 
 
 def main() -> None:
-    from nest_joblib._private.lanes import lanes
+    from nest_joblib._private.scheduling.lanes import lanes
 
     threading._register_atexit = refuse  # type: ignore[attr-defined]
     error = None
     try:
-        lanes.start(dict(os.environ))
+        lanes().start(dict(os.environ))
     except RuntimeError as exc:
         error = str(exc)
     left = []

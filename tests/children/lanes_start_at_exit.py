@@ -21,11 +21,11 @@ from children.common import emit, spin_until
 
 
 def start_a_lane_at_exit(marker: str) -> None:
-    from nest_joblib._private.lanes import lanes
+    from nest_joblib._private.scheduling.lanes import lanes
 
     spin_until(Path(marker).exists, 30)
     try:
-        lanes.start(dict(os.environ))
+        lanes().start(dict(os.environ))
     except Exception:  # refused at exit: as a feeder does, it would stay inline
         pass
 

@@ -78,17 +78,16 @@ def main() -> None:
         found: dict[str, object] = {}
 
         def probe() -> None:
-            offered = poll_until(
-                lambda: (
-                    budget._own is not None
-                    and len([n for n in os.listdir(budget._own.path) if n.startswith("offer-")])
-                    >= 2
-                ),
-                60.0,
-            )
-            assert budget._own is not None
+            def offers() -> int:
+                ref = budget.own_ref()
+                names = [] if ref is None else os.listdir(ref.path)
+                return len([n for n in names if n.startswith("offer-")])
+
+            offered = poll_until(lambda: offers() >= 2, 60.0)
+            ref = budget.own_ref()
+            assert ref is not None
             proc = subprocess.run(
-                [sys.executable, __file__, "intruder", budget._own.path],
+                [sys.executable, __file__, "intruder", ref.path],
                 capture_output=True,
                 text=True,
                 timeout=60,

@@ -37,9 +37,10 @@ def main() -> None:
     maps = os.environ["JOBLIB_TEMP_FOLDER"]
 
     def report() -> None:
-        poll_until(lambda: budget._own is not None and bool(os.listdir(maps)), 60.0)
-        assert budget._own is not None
-        emit({"directory": budget._own.path, "maps": sorted(os.listdir(maps))})
+        poll_until(lambda: budget.own_ref() is not None and bool(os.listdir(maps)), 60.0)
+        ref = budget.own_ref()
+        assert ref is not None
+        emit({"directory": ref.path, "maps": sorted(os.listdir(maps))})
 
     threading.Thread(target=report, daemon=True).start()
     with tempfile.TemporaryDirectory() as barrier:

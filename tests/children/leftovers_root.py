@@ -38,8 +38,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as barrier:
         Parallel(n_jobs=2)(delayed(outer)(barrier) for _ in range(2))
-    assert budget._own is not None
-    emit({"directory": budget._own.path, "pid": os.getpid()})
+    ref = budget.own_ref()
+    assert ref is not None
+    emit({"directory": ref.path, "pid": os.getpid()})
     Parallel(n_jobs=2)(delayed(forever)(i) for i in range(2))
 
 

@@ -47,7 +47,8 @@ def outer(where: str, barrier: str | None) -> str:
 
 
 def nested(where: str) -> str:
-    from nest_joblib._private import lanes, waits
+    from nest_joblib._private import waits
+    from nest_joblib._private.scheduling import lanes
 
     if where == "feeder":
         lanes.Lanes.retry_in = boom  # type: ignore[method-assign,assignment]

@@ -16,7 +16,7 @@ from typing import Any
 
 from children.common import emit, take_free_tokens
 from nest_joblib._private import budget
-from nest_joblib._private.scheduler import Scheduler
+from nest_joblib._private.scheduling import Scheduler
 
 
 def main() -> None:

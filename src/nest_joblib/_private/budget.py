@@ -27,13 +27,12 @@ import os
 import random
 import secrets
 import threading
-import time
 from collections.abc import Iterator
 from typing import NamedTuple
 
 from nest_joblib._warnings import warn
 
-from . import directory
+from . import directory, process
 
 try:
     import fcntl
@@ -135,23 +134,6 @@ class Budget:
                 return token
         return None
 
-    def acquire(self, timeout: float | None = None) -> Token | None:
-        """Wait for a free token, at most ``timeout`` seconds if given.
-
-        ``None`` after the timeout, from the static stand-in, or when broken.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for delay in backoff():
-            token = self.try_acquire()
-            if token is not None or self.broken is not None:
-                return token
-            if deadline is not None:
-                delay = min(delay, deadline - time.monotonic())
-                if delay <= 0:
-                    return None
-            time.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
-
     def held_slots(self) -> list[int]:
         with self._lock:
             return sorted(self._held)
@@ -186,11 +168,13 @@ class Budget:
                 self._held.discard(slot)
                 self._fds.unpin(slot)
 
-    def _forget(self) -> None:
-        """In a forked child: the parent's locks are not ours to give back."""
+    def forget(self) -> None:
+        """In a forked child: close the copies of the parent's descriptors.
+
+        The parent's locks stay the parent's: they belong to open file
+        descriptions that the parent still has open.
+        """
         self._fds.close_all()
-        self._held.clear()
-        self._lock = threading.Lock()
 
 
 class _Files:
@@ -257,54 +241,80 @@ class StaticBudget(Budget):
     def try_acquire(self) -> Token | None:
         return None
 
-    def acquire(self, timeout: float | None = None) -> Token | None:
-        return None
+
+class _Tree:
+    """The budgets this process knows: the tree it is the root of, or the one it was given.
+
+    An entry of :mod:`.process`: a forked child keeps the tree it was given
+    (a nested call in it takes its tokens from the same budget), not its
+    parent's open descriptors or held slots; a root's child is a root of its
+    own, as the parent's directory goes when the parent exits.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.budgets: dict[BudgetRef, Budget] = {}
+        self.own: BudgetRef | None = None
+        #: Why no budget can be made in this process, once a call found out.
+        self.unavailable: str | None = None
+
+    def after_fork(self) -> _Tree:
+        for budget in self.budgets.values():
+            budget.forget()
+        child = _Tree()
+        if self.own is None:
+            child.budgets = {ref: _view(ref) for ref in self.budgets}
+        return child
 
 
-_budgets: dict[BudgetRef, Budget] = {}
-_budgets_lock = threading.Lock()
-_own: BudgetRef | None = None
-_local = threading.local()
-#: Why no budget can be made in this process, once a call found out.
-unavailable: str | None = None
+def _tree() -> _Tree:
+    return process.entry("budget tree", _Tree)
+
+
+def _view(ref: BudgetRef) -> Budget:
+    return Budget(ref) if fcntl is not None else StaticBudget(ref)
+
+
+def unavailable() -> str | None:
+    """Why no budget can be made in this process, once a call found out (else ``None``)."""
+    return _tree().unavailable
 
 
 def own_ref() -> BudgetRef | None:
     """The budget of the tree rooted in this process, if it made one."""
-    return _own
+    return _tree().own
 
 
 def given_ref() -> BudgetRef | None:
     """The budget of the tree this process is a worker of (given by its parent), if any."""
-    if _own is not None:
+    tree = _tree()
+    if tree.own is not None:
         return None
-    with _budgets_lock:
-        return next(iter(_budgets), None)
+    with tree.lock:
+        return next(iter(tree.budgets), None)
 
 
 def tree_ref() -> BudgetRef | None:
     """The budget of the tree this process belongs to: its own, or the one it was given."""
-    return _own if _own is not None else given_ref()
+    own = own_ref()
+    return own if own is not None else given_ref()
 
 
 def held_slots() -> list[int]:
     """The slots whose token this process holds (``flock``), in every budget it knows."""
-    with _budgets_lock:
-        budgets = list(_budgets.values())
+    tree = _tree()
+    with tree.lock:
+        budgets = list(tree.budgets.values())
     return sorted(slot for b in budgets for slot in b.held_slots())
-
-
-def supported() -> bool:
-    return fcntl is not None
 
 
 def budget_for(ref: BudgetRef) -> Budget:
     """This process's view of the budget ``ref`` (one per process)."""
-    with _budgets_lock:
-        budget = _budgets.get(ref)
+    tree = _tree()
+    with tree.lock:
+        budget = tree.budgets.get(ref)
         if budget is None:
-            budget = Budget(ref) if fcntl is not None else StaticBudget(ref)
-            _budgets[ref] = budget
+            budget = tree.budgets[ref] = _view(ref)
         return budget
 
 
@@ -317,12 +327,13 @@ def root_budget(size: int) -> BudgetRef:
 
     Raises :class:`BudgetUnavailable` when its directory cannot be made or
     locked (an unwritable temporary directory, a file system without
-    ``flock``). The directory is made without holding this module's lock:
-    making it reaps stale ones, and a thread that forks meanwhile must not
-    leave its child a lock that no thread of the child will release.
+    ``flock``), and says why from then on (:func:`unavailable`). The
+    directory is made without holding the tree's lock: making it reaps stale
+    ones, and a thread that forks meanwhile must not leave its child a lock
+    that no thread of the child will release.
     """
-    global _own
-    own = _own
+    tree = _tree()
+    own = tree.own
     if own is not None and own.size == size:
         return own
     if fcntl is None:
@@ -331,42 +342,51 @@ def root_budget(size: int) -> BudgetRef:
         try:
             path = directory.make(size)
         except OSError as exc:
-            raise BudgetUnavailable(exc.errno, f"{type(exc).__name__}: {exc}") from exc
+            tree.unavailable = f"{type(exc).__name__}: {exc}"
+            raise BudgetUnavailable(exc.errno, tree.unavailable) from exc
         made = BudgetRef(path, size, secrets.token_bytes(32))
-    with _budgets_lock:
-        if _own is None or _own.size != size:
-            _own = made
+    with tree.lock:
+        if tree.own is None or tree.own.size != size:
+            tree.own = made
             logger.debug("CPU budget of %d tokens in %s", size, made.path)
-            made = None  # type: ignore[assignment]
-        own = _own
-    if made is not None and made.path:  # another thread was quicker: ours is not needed
+        own = tree.own
+    if own is not made and made.path:  # another thread was quicker: ours is not needed
         directory.discard(made.path)
     return own
 
 
+class _Holders:
+    """The token each thread of this process runs its task on (an entry of :mod:`.process`)."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+        #: Thread ident -> native id, for the threads that hold a token (see .waits).
+        self.threads: dict[int, int] = {}
+
+
+def _holders() -> _Holders:
+    return process.entry("token holders", _Holders)
+
+
 def held() -> Token | None:
     """The token of the task running in this thread, if any."""
-    return getattr(_local, "token", None)
+    return getattr(_holders().local, "token", None)
 
 
 def set_held(token: Token | None) -> None:
     if token is not None and token.released:
         raise TokenReleased(f"{token!r} was given back: no task runs on it")
-    _local.token = token
+    holders = _holders()
+    holders.local.token = token
     if token is None:
-        _holders.pop(threading.get_ident(), None)
+        holders.threads.pop(threading.get_ident(), None)
     else:
-        _holders[threading.get_ident()] = threading.get_native_id()
-
-
-#: Thread ident -> its native id, for the threads of this process that hold a
-#: token for their task (see .waits).
-_holders: dict[int, int] = {}
+        holders.threads[threading.get_ident()] = threading.get_native_id()
 
 
 def holders() -> dict[int, int]:
     """The threads of this process that hold a token: ident -> native id."""
-    return dict(_holders)
+    return dict(_holders().threads)
 
 
 class Holding:
@@ -388,28 +408,4 @@ class Holding:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _local.token = self._outer
-        if self._outer is None:
-            _holders.pop(threading.get_ident(), None)
-        else:
-            _holders[threading.get_ident()] = threading.get_native_id()
-
-
-def _after_fork_in_child() -> None:
-    # The child forgets the parent's locks and tokens. A worker's child stays
-    # in its parent's tree (a nested call in it takes its tokens from the same
-    # budget); a root's child is a root of its own, as the parent's directory
-    # goes when the parent exits.
-    global _budgets_lock, _own
-    for budget in _budgets.values():
-        budget._forget()
-    if _own is not None:
-        _budgets.pop(_own, None)
-        _own = None
-    _budgets_lock = threading.Lock()
-    _local.__dict__.clear()
-    _holders.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+        set_held(self._outer)

@@ -30,7 +30,7 @@ from .arrays import TaskPickler
 from .budget import BudgetRef
 from .nested import NestedCall
 from .pool import TopLevelPool
-from .scheduler import Scheduler
+from .scheduling import Scheduler
 from .state import settings
 
 logger = logging.getLogger("nest_joblib")
@@ -63,11 +63,10 @@ class BudgetedLokyMixin:
         size = budget_size()
         ref = budget_mod.given_ref()
         # A budget of 1 has no CPU to add: plain joblib's own nesting, no directory.
-        if ref is None and size is not None and size > 1 and budget_mod.unavailable is None:
+        if ref is None and size is not None and size > 1 and budget_mod.unavailable() is None:
             try:
                 ref = budget_mod.root_budget(size)
             except budget_mod.BudgetUnavailable as exc:
-                budget_mod.unavailable = str(exc)
                 warn(
                     f"cannot make the CPU budget ({exc}); nested calls of this process "
                     "run as in plain joblib (threads, then sequential)"
@@ -77,10 +76,10 @@ class BudgetedLokyMixin:
 
     def get_nested_backend(self) -> Any:
         if self._budget_ref() is None and (
-            budget_mod.unavailable is not None or budget_size() == 1
+            budget_mod.unavailable() is not None or budget_size() == 1
         ):
             global _said_plain
-            if not _said_plain and budget_mod.unavailable is None:
+            if not _said_plain and budget_mod.unavailable() is None:
                 _said_plain = True
                 logger.debug(
                     "a budget of 1 CPU: nothing to add, nested calls nest as in plain joblib "

@@ -34,6 +34,7 @@ __all__ = [
     "ParallelBackendBase",
     "SequentialBackend",
     "ThreadingBackend",
+    "TerminatedWorkerError",
     "aborting",
     "check",
     "check_engine",
@@ -60,8 +61,7 @@ class ContractError(RuntimeError):
 
 # -- joblib.parallel ------------------------------------------------------------
 
-#: Module globals of ``joblib.parallel`` that the patch reads or replaces
-#: (``time``: the module whose ``sleep`` paces the result poll, see .wakeup).
+#: Module globals of ``joblib.parallel`` that the patch reads or replaces.
 PARALLEL_GLOBALS = ("BACKENDS", "DEFAULT_BACKEND", "EXTERNAL_BACKENDS", "register_parallel_backend")
 #: ``Parallel`` attributes read while a top-level call runs (see .standby).
 PARALLEL_ATTRIBUTES = ("_iterating", "_aborting")
@@ -138,6 +138,12 @@ def lane_alive(executor: Any) -> bool:
     """Whether the one worker process of a lane (a loky executor) is alive and usable."""
     processes = list(getattr(executor, "_processes", {}).values())
     return not executor_broken(executor) and all(p.is_alive() for p in processes)
+
+
+#: What a task fails with when the worker process running it died (loky's own).
+TerminatedWorkerError: type[BaseException] = getattr(
+    _executor, "TerminatedWorkerError", RuntimeError
+)
 
 
 def executor_broken(executor: Any) -> bool:
@@ -256,6 +262,12 @@ def check(parallel: ModuleType = _parallel) -> None:
 
     ``parallel``: the ``joblib.parallel`` module about to be patched.
     """
+    missing = _missing_in_joblib(parallel) + _missing_in_loky() + _missing_memory_maps()
+    if missing:
+        raise ContractError(f"joblib lacks {', '.join(missing)}")
+
+
+def _missing_in_joblib(parallel: ModuleType) -> list[str]:
     missing = [f"joblib.parallel.{n}" for n in PARALLEL_GLOBALS if not hasattr(parallel, n)]
     for name in ("BACKENDS", "EXTERNAL_BACKENDS"):
         if hasattr(parallel, name) and not isinstance(getattr(parallel, name), dict):
@@ -267,13 +279,16 @@ def check(parallel: ModuleType = _parallel) -> None:
         missing.append("joblib.parallel.Parallel")
     if _LOKY_SUBMIT is None:
         missing.append("LokyBackend.submit (or apply_async)")
-    missing += [
+    return missing + [
         f"LokyBackend.{n}"
         for n in ("_prepare_worker_env", "reset_batch_stats", "get_nested_backend")
         if not hasattr(LokyBackend, n)
     ]
+
+
+def _missing_in_loky() -> list[str]:
     parameters = inspect.signature(ProcessPoolExecutor).parameters
-    missing += [
+    missing = [
         f"loky ProcessPoolExecutor({n}=)"
         for n in ("env", "initializer", "initargs")
         if n not in parameters
@@ -284,11 +299,20 @@ def check(parallel: ModuleType = _parallel) -> None:
     ]
     missing += [
         f"loky process_executor.{n}"
-        for n in ("_RemoteTraceback", "_ExceptionWithTraceback")
+        for n in (
+            "_RemoteTraceback",
+            "_ExceptionWithTraceback",
+            "TerminatedWorkerError",
+        )
         if not hasattr(_executor, n)
     ]
     if not hasattr(_reduction, "dumps"):
         missing.append("loky backend.reduction.dumps")
+    return missing
+
+
+def _missing_memory_maps() -> list[str]:
+    missing = []
     reducers = getattr(_memmapping, "get_memmapping_reducers", None)
     if reducers is None:
         missing.append("joblib._memmapping_reducer.get_memmapping_reducers")
@@ -300,10 +324,8 @@ def check(parallel: ModuleType = _parallel) -> None:
             if n not in parameters
         ]
     manager = getattr(_memmapping, "TemporaryResourcesManager", None)
-    missing += [
+    return missing + [
         f"TemporaryResourcesManager.{n}"
         for n in ("resolve_temp_folder_name", "_clean_temporary_resources")
         if not hasattr(manager, n)
     ]
-    if missing:
-        raise ContractError(f"joblib lacks {', '.join(missing)}")

@@ -33,6 +33,8 @@ import stat
 import tempfile
 import time
 
+from . import process
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -47,8 +49,22 @@ _MEMMAPS = re.compile(r"joblib_memmapping_folder_(\d+)_")
 #: Age after which a directory without a root lock is stale.
 _UNLOCKED_GRACE = 60.0
 
-#: This process's directories -> the descriptor that holds their root lock.
-_mine: dict[str, int] = {}
+
+class _Made(dict[str, int]):
+    """This process's directories -> the descriptor that holds their root lock.
+
+    An entry of :mod:`.process`. A forked child closes its copies of the
+    descriptors: the directories, and their locks, stay the parent's.
+    """
+
+    def after_fork(self) -> None:
+        for fd in self.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _mine() -> _Made:
+    return process.entry("budget directories", _Made)
 
 
 def make(size: int) -> str:
@@ -70,15 +86,16 @@ def make(size: int) -> str:
     except OSError:
         shutil.rmtree(path, ignore_errors=True)
         raise
-    if not _mine:
+    mine = _mine()
+    if not mine:
         atexit.register(_at_exit, os.getpid())
-    _mine[path] = fd
+    mine[path] = fd
     return path
 
 
 def discard(path: str) -> None:
     """Remove a directory this process made and does not need after all."""
-    fd = _mine.pop(path, None)
+    fd = _mine().pop(path, None)
     shutil.rmtree(path, ignore_errors=True)
     if fd is not None:
         with contextlib.suppress(OSError):
@@ -124,7 +141,7 @@ def reap(root: str | None = None) -> list[str]:
     removed = []
     for name in names:
         path = os.path.join(root, name)
-        if path in _mine:
+        if path in _mine():
             continue
         try:
             if _remove_if_stale(path):
@@ -195,22 +212,10 @@ def _remove_if_stale(path: str) -> bool:
 def _at_exit(pid: int) -> None:
     if os.getpid() != pid:  # a forked child that exits normally: not its directories
         return
-    for path, fd in list(_mine.items()):
+    mine = _mine()
+    for path, fd in list(mine.items()):
         shutil.rmtree(path, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.close(fd)
-    _mine.clear()
+    mine.clear()
     reap()
-
-
-def _after_fork_in_child() -> None:
-    # The parent's directories stay the parent's: their locks stay held by
-    # the parent's descriptors, so closing ours gives nothing up.
-    for fd in _mine.values():
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    _mine.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -26,8 +26,9 @@ def _source() -> tuple[int | None, str]:
     """The budget's size in this process, and where it comes from (or why there is none)."""
     if not state.patched:
         return None, "none: joblib is not patched in this process"
-    if budget_mod.unavailable is not None:
-        return None, f"unavailable: {budget_mod.unavailable}"
+    why = budget_mod.unavailable()
+    if why is not None:
+        return None, f"unavailable: {why}"
     cpus = settings().cpus
     if cpus == 0:
         return None, "off: NEST_JOBLIB_CPUS=off (naive nesting)"
@@ -61,7 +62,7 @@ def info() -> dict[str, Any]:
 
 
 def _placed_elsewhere() -> int:
-    scheduler = sys.modules.get("nest_joblib._private.scheduler")
+    scheduler = sys.modules.get("nest_joblib._private.scheduling")
     return 0 if scheduler is None else int(scheduler.placed_elsewhere())
 
 

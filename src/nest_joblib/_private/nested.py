@@ -1,4 +1,4 @@
-"""The loky variant at a nested level: its tasks go to a :class:`.scheduler.Scheduler`.
+"""The loky variant at a nested level: its tasks go to a :class:`.scheduling.Scheduler`.
 
 While the caller waits for the results, it lends its token to its own call:
 the call's inline tasks run on it (as Dask's secede/rejoin gives a waiting
@@ -15,8 +15,8 @@ from concurrent.futures import Future
 from typing import Any, Callable
 
 from . import budget as budget_mod
-from . import contract, wakeup
-from .scheduler import Scheduler
+from . import contract
+from .scheduling import Scheduler
 
 
 class NestedCall:
@@ -41,8 +41,7 @@ class NestedCall:
         token = budget_mod.held()
         budget_mod.set_held(None)
         try:
-            with wakeup.waking(self._scheduler.news):
-                yield
+            yield
         except BaseException:
             # joblib raises (a task's error, a timeout) and aborts the call
             # next: start nothing more, and do not wait for a task that may be

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from nest_joblib._warnings import warn
 
-from . import contract, engines, variants, wakeup
+from . import contract, engines, variants
 from .state import settings, state
 from .variants import add_variant
 
@@ -69,39 +69,8 @@ def patch(
     except contract.ContractError as exc:
         raise PatchError(str(exc)) from None
     backends: dict[str, Any] = module.BACKENDS
-
-    # Build everything first...
-    new_backends: dict[str, Any] = {
-        variants.PREFIX + name: variants.nested_variant(factory)
-        for name, factory in backends.items()
-        if variants.can_nest(factory)
-    }
-    new_external = {
-        variants.PREFIX + name: _lazy_external(module, name)
-        for name in module.EXTERNAL_BACKENDS
-        if not name.startswith(variants.PREFIX)
-    }
-    new_backends.update(engines.lazy_backends(current.backends))
-    original = module.register_parallel_backend
-    register = _make_register(module, original)
     joblib = sys.modules.get("joblib")
-    rebind = joblib is not None and getattr(joblib, "register_parallel_backend", None) is original
-
-    # ...then commit it in one go, undone whole if any step fails.
-    saved = (dict(backends), dict(module.EXTERNAL_BACKENDS), _defaults(module))
-    try:
-        backends.update(new_backends)
-        module.EXTERNAL_BACKENDS.update(new_external)
-        if set_default:
-            _set_default(module)
-        module.register_parallel_backend = register
-        if rebind:
-            joblib.register_parallel_backend = register  # type: ignore[union-attr]
-        if not current.ablate & {"wakeup"}:
-            wakeup.install(module)
-    except BaseException:
-        _restore(module, joblib if rebind else None, original, *saved)
-        raise
+    _commit(module, joblib, set_default, _build(module, current.backends))
     state.set_default = set_default
     state.auto_register = auto_register
     state.patched = True
@@ -117,6 +86,45 @@ def patch(
     for problem in current.problems:
         if not problem.startswith("NEST_JOBLIB="):
             warn(problem)
+
+
+def _build(module: Any, engines_named: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Everything the patch adds, built before anything is assigned: the variants,
+    and the lazy registrars of joblib's external backends' variants."""
+    new_backends: dict[str, Any] = {
+        variants.PREFIX + name: variants.nested_variant(factory)
+        for name, factory in module.BACKENDS.items()
+        if variants.can_nest(factory)
+    }
+    new_backends.update(engines.lazy_backends(engines_named))
+    new_external = {
+        variants.PREFIX + name: _lazy_external(module, name)
+        for name in module.EXTERNAL_BACKENDS
+        if not name.startswith(variants.PREFIX)
+    }
+    return new_backends, new_external
+
+
+def _commit(
+    module: Any, joblib: Any, set_default: bool, built: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    """Assign what :func:`_build` made in one go, undone whole if any step fails."""
+    new_backends, new_external = built
+    original = module.register_parallel_backend
+    register = _make_register(module, original)
+    rebind = joblib is not None and getattr(joblib, "register_parallel_backend", None) is original
+    saved = (dict(module.BACKENDS), dict(module.EXTERNAL_BACKENDS), _defaults(module))
+    try:
+        module.BACKENDS.update(new_backends)
+        module.EXTERNAL_BACKENDS.update(new_external)
+        if set_default:
+            _set_default(module)
+        module.register_parallel_backend = register
+        if rebind:
+            joblib.register_parallel_backend = register
+    except BaseException:
+        _restore(module, joblib if rebind else None, original, *saved)
+        raise
 
 
 _DEFAULT_NAMES = ("DEFAULT_BACKEND", "DEFAULT_PROCESS_BACKEND")
@@ -143,7 +151,6 @@ def _restore(
     module.register_parallel_backend = register
     if joblib is not None:
         joblib.register_parallel_backend = register
-    wakeup.uninstall(module)
 
 
 def _set_default(module: Any) -> None:

@@ -30,8 +30,6 @@ MECHANISMS = (
     "stand-ins",
     "lanes",
     "helpers",
-    "standby",
-    "wakeup",
 )
 
 

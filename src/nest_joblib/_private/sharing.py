@@ -7,8 +7,9 @@ stand-by batch that the root sends them and holds a token for (see
 time, so a CPU is used at once by a process that is already warm, where a
 lane would first spend about half a second of CPU starting up.
 
-Nothing is lost: a task whose helper goes away before answering goes back to
-the head of its call's queue.
+Nothing is lost: a task that does not reach its helper goes back to the head
+of its call's queue; one whose helper dies running it fails, as with
+joblib's own workers.
 
 Nothing is let in: on Linux an offer listens in the abstract socket namespace
 (no path, so no length limit and nothing left on disk), named by a marker file
@@ -81,7 +82,8 @@ class Offer:
 
     ``take()`` gives the next task to hand out and its pickled form (see
     :mod:`.arrays`), or ``None``; ``done(item, ok, value)`` takes its outcome,
-    ``lost(item)`` puts it back.
+    ``lost(item, ran)`` hears that its helper went away, before the task reached it
+    or (``ran``) while running it.
     """
 
     def __init__(
@@ -91,7 +93,7 @@ class Offer:
         level: int,
         take: Callable[[], tuple[Any, bytes] | None],
         done: Callable[[Any, bool, Any], None],
-        lost: Callable[[Any], None],
+        lost: Callable[[Any, bool], None],
     ) -> None:
         self._take, self._done, self._lost = take, done, lost
         self._key = key
@@ -172,7 +174,7 @@ class Offer:
         except BaseException as exc:  # never lose a task to an error of ours
             logger.debug("an offer's connection failed: %r", exc)
             for item in in_hand:
-                self._lost(item)
+                self._lost(item, False)
 
     def _serve_tasks(self, conn: Connection, in_hand: list[Any]) -> None:
         with conn:
@@ -185,10 +187,15 @@ class Offer:
                 in_hand.append(item)
                 try:
                     conn.send_bytes(task)
-                    data = conn.recv_bytes()
-                except (OSError, EOFError):  # the helper went away
+                except OSError:  # the helper went away: the task never reached it
                     in_hand.clear()
-                    self._lost(item)
+                    self._lost(item, False)
+                    return
+                try:
+                    data = conn.recv_bytes()
+                except (OSError, EOFError):  # the helper died running it
+                    in_hand.clear()
+                    self._lost(item, True)
                     return
                 try:
                     ok, value = pickle.loads(memoryview(data)[1:])

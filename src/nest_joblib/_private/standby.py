@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import budget as budget_mod
-from . import contract
+from . import contract, process
 from .budget import BudgetRef
 from .sharing import help_once
 from .state import ablated
@@ -45,9 +45,20 @@ _POLL = 0.005
 _END_WAIT = 0.1
 _ids = itertools.count()
 
-#: Marks of the calls with stand-by batches out, in this process -> their spares.
-_calls: dict[str, Spares] = {}
-_calls_lock = threading.Lock()
+
+class _Calls(dict[str, "Spares"]):
+    """Marks of this process's calls with stand-by batches out -> their spares.
+
+    An entry of :mod:`.process`: a forked child has no such call to recall.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+
+
+def _calls() -> _Calls:
+    return process.entry("stand-by calls", _Calls)
 
 
 class Spares:
@@ -82,7 +93,7 @@ class Spares:
     def standing_by(self, parallel: Any) -> Iterator[None]:
         """While the call waits for its results."""
         budget = budget_mod.budget_for(self._ref)
-        if budget.static or ablated("standby") or ablated("helpers"):
+        if budget.static or ablated("helpers"):
             yield
             return
         try:
@@ -90,8 +101,9 @@ class Spares:
         except OSError:  # the budget's directory is gone: shutting down
             yield
             return
-        with _calls_lock:
-            _calls[mark] = self
+        calls = _calls()
+        with calls.lock:
+            calls[mark] = self
         self._mark, self._parallel = mark, parallel
         try:
             self._send()
@@ -109,8 +121,9 @@ class Spares:
             mark, self._mark = self._mark, None
         if mark is None:
             return
-        with _calls_lock:
-            _calls.pop(mark, None)
+        calls = _calls()
+        with calls.lock:
+            calls.pop(mark, None)
         with contextlib.suppress(OSError):
             os.unlink(mark)
 
@@ -126,9 +139,10 @@ class Spares:
 
 
 def _recall_others(spares: Spares) -> None:
-    if _calls:
-        with _calls_lock:
-            others = [s for s in _calls.values() if s is not spares]
+    calls = _calls()
+    if calls:
+        with calls.lock:
+            others = [s for s in calls.values() if s is not spares]
         for other in others:
             other.recall()
 
@@ -167,14 +181,3 @@ def stand_by(mark: str) -> int:
     if ran:
         logger.debug("stood by: helped with %d offered tasks", ran)
     return ran
-
-
-def _after_fork_in_child() -> None:
-    # The parent's top-level calls are not the child's to recall.
-    global _calls_lock
-    _calls.clear()
-    _calls_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

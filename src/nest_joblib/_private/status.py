@@ -111,6 +111,26 @@ def _hints(report: Mapping[str, Any]) -> list[str]:
     return hints
 
 
+def _joblib() -> tuple[str | None, str | None, int | None, str | None, bool]:
+    """Import joblib (the patch applies then): its version, or why it failed; its
+    CPU count, its default backend, and whether it is patched."""
+    try:
+        import joblib
+        import joblib.parallel
+
+        from .patch import is_patched
+
+        return (
+            str(joblib.__version__),
+            None,
+            int(joblib.cpu_count()),
+            str(joblib.parallel.DEFAULT_BACKEND),
+            is_patched(joblib.parallel),
+        )
+    except Exception as exc:  # report, never crash
+        return None, f"{type(exc).__name__}: {exc}", None, None, False
+
+
 def _trees() -> list[dict[str, Any]]:
     from .live import trees
 
@@ -132,24 +152,7 @@ def gather(
     hook_fired = installed_finder() is not None
     files = find_startup_files()
     settings = Settings.from_env(env)
-
-    joblib_version: str | None = None
-    joblib_error: str | None = None
-    cpu_count: int | None = None
-    default_backend: str | None = None
-    patched = False
-    try:
-        import joblib
-        import joblib.parallel
-
-        joblib_version = str(joblib.__version__)
-        cpu_count = int(joblib.cpu_count())
-        default_backend = str(joblib.parallel.DEFAULT_BACKEND)
-        from .patch import is_patched
-
-        patched = is_patched(joblib.parallel)
-    except Exception as exc:  # report, never crash
-        joblib_error = f"{type(exc).__name__}: {exc}"
+    joblib_version, joblib_error, cpu_count, default_backend, patched = _joblib()
 
     import nest_joblib
 

@@ -138,10 +138,6 @@ def can_nest(factory: object) -> bool:
     )
 
 
-def is_variant(factory: object) -> bool:
-    return isinstance(factory, type) and issubclass(factory, NestedBackendMixin)
-
-
 def nested_variant(base: type) -> type:
     """The nested variant of backend class ``base``, made once and cached."""
     with _variants_lock:

@@ -29,19 +29,21 @@ stand-in computes makes two tasks on one token until one of them ends. That
 is the bound of the overshoot: one task more per token that was idle, for as
 long as the tasks that overlap run.
 
-Where threads have no CPU clock (macOS, Windows), nothing is started beside a
-waiting task: the call runs its tasks one at a time, as before.
+Where threads have no CPU clock (macOS, Windows), nothing tells a task that
+waits from one that computes, and nothing is watched: each task of a nested
+call gets a thread of its own, as at plain joblib's first nested level (see
+:mod:`.scheduling.local`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import Protocol
 
 from . import budget as budget_mod
+from . import process
 
 logger = logging.getLogger("nest_joblib")
 
@@ -99,17 +101,13 @@ class Clock:
         return self.waiting
 
 
-#: Threads of this process running an inline task: ident -> its clock.
-_runners: dict[int, Clock] = {}
-
-
 def running(clock: Clock) -> None:
-    """The calling thread runs an inline task (``clock`` is its clock)."""
-    _runners[threading.get_ident()] = clock
+    """The calling thread runs a task of a nested call here (``clock`` is its clock)."""
+    watcher().runners[threading.get_ident()] = clock
 
 
 def done() -> None:
-    _runners.pop(threading.get_ident(), None)
+    watcher().runners.pop(threading.get_ident(), None)
 
 
 class Watched(Protocol):
@@ -125,13 +123,19 @@ class Watched(Protocol):
 
 
 class Watcher:
-    """The watcher thread of this process: it runs while a call is watched."""
+    """The watcher thread of this process: it runs while a call is watched.
+
+    An entry of :mod:`.process`: a forked child has no such thread, and
+    makes its own watcher when it needs one.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._calls: list[Watched] = []
         self._running = False
         self._holder_clocks: dict[int, Clock] = {}
+        #: Threads running a task of a nested call here: ident -> its clock.
+        self.runners: dict[int, Clock] = {}
 
     def watch(self, call: Watched) -> None:
         with self._cond:
@@ -155,14 +159,14 @@ class Watcher:
             del clocks[ident]
         idle = 0
         for ident, native_id in holders.items():
-            clock = _runners.get(ident) or clocks.get(ident)
+            clock = self.runners.get(ident) or clocks.get(ident)
             if clock is None:
                 try:
                     clock = clocks[ident] = Clock(ident, native_id)
                 except OSError:  # the thread just ended
                     continue
             idle += clock.sample()
-        for ident, clock in list(_runners.items()):
+        for ident, clock in list(self.runners.items()):
             if ident not in holders:
                 idle -= not clock.sample()
         return idle
@@ -196,14 +200,6 @@ class Watcher:
                     idle -= 1
 
 
-watcher = Watcher()
-
-
-def _after_fork_in_child() -> None:
-    global watcher
-    watcher = Watcher()
-    _runners.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+def watcher() -> Watcher:
+    """This process's watcher."""
+    return process.entry("wait watcher", Watcher)

@@ -1,21 +1,35 @@
-"""Lanes: worker processes that a nested call starts below its caller.
+"""Lanes: worker processes that a nested call starts below its caller, and its feeder.
 
 A lane is a loky executor of one worker process, started when a CPU is free
-and reused by the nested calls of this process for the rest of its life.
+and reused by the nested calls of this process for the rest of its life
+(:class:`Lanes`, an entry of :mod:`..process`). A nested call's *feeder*
+(:class:`LaneFeeder`) hands a queued task to an idle lane whenever a CPU is
+free anywhere in the tree, holding that CPU's token for as long as the task
+runs there. A task whose lane was found dead before it started goes back to
+the head of the queue; one whose lane died under it fails, as with joblib's
+own workers.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing.util
 import os
 import select
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from typing import Any, Callable
 
-from . import contract
+from nest_joblib._private import budget as budget_mod
+from nest_joblib._private import contract, process
+from nest_joblib._private.arrays import Pickled
+from nest_joblib._private.batches import Paid
+from nest_joblib._private.budget import Budget, BudgetRef, Token
+
+from .means import means
+from .queue import LANE, CallQueue, Task
 
 logger = logging.getLogger("nest_joblib")
 
@@ -73,6 +87,8 @@ class Lanes:
     """
 
     def __init__(self) -> None:
+        # Not re-made at fork: a forked child starts lanes of its own (they
+        # are its parent's children), so this entry is not kept (see .process).
         self._lock = threading.Lock()
         self._idle: list[Any] = []
         #: Lanes whose process is not up yet (see :meth:`wait_for_starts`).
@@ -189,13 +205,124 @@ class Lanes:
             lane.shutdown(wait=True)
 
 
-lanes = Lanes()
+def lanes() -> Lanes:
+    """This process's lanes."""
+    return process.entry("lanes", Lanes)
 
 
-def _after_fork_in_child() -> None:
-    # The parent's lanes are the parent's children: a forked child starts its own.
-    lanes.__init__()  # type: ignore[misc]
+_POLL_MIN = 0.002
+_POLL_MAX = 0.05
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+class LaneFeeder:
+    """Hands one nested call's queued tasks to lanes, on free CPUs of the tree.
+
+    ``payload(task)`` pickles a task for another process (``None``: it
+    cannot leave); ``start(target, name, *args)`` starts a thread of the call.
+    """
+
+    def __init__(
+        self,
+        queue: CallQueue,
+        budget: Budget,
+        ref: BudgetRef,
+        env: dict[str, str],
+        level: int,
+        payload: Callable[[Task], bytes | None],
+        start: Callable[..., None],
+    ) -> None:
+        self._queue = queue
+        self._budget = budget
+        self._ref = ref
+        self._env = env
+        self._level = level
+        self._payload = payload
+        self._start = start
+        #: Tasks running in lanes -> their lane (killed if the call is aborted).
+        self._running: dict[Task, Any] = {}
+
+    def _wanted(self) -> bool:
+        """A queued task that may leave waits for a lane (one per task, starting ones count)."""
+        queue = self._queue
+        waiting = sum(not task.local for task in queue.queued)
+        return waiting > queue.starting and queue.room_elsewhere()
+
+    def run(self) -> None:
+        """The feeder thread: a free CPU and a waiting task make a lane's work."""
+        queue, delays = self._queue, budget_mod.backoff(_POLL_MIN, _POLL_MAX)
+        while queue.wait(self._wanted):
+            pause = lanes().retry_in()  # a lane start failed a moment ago
+            token = None if pause > 0 else self._budget.try_acquire()
+            if token is None:  # every CPU is held: another process frees one
+                queue.wait(lambda: False, pause or next(delays))
+                continue
+            delays = budget_mod.backoff(_POLL_MIN, _POLL_MAX)
+            lane = lanes().take_idle()
+            if lane is not None:
+                self._send(lane, token)
+            elif self._worth_a_new_lane():
+                with queue.cond:  # the token pays for the start; tasks stay queued meanwhile
+                    queue.starting += 1
+                self._start(self._start_lane, "lane-start", token)
+            else:
+                token.release()
+                queue.wait(lambda: False, _POLL_MAX)
+
+    def _worth_a_new_lane(self) -> bool:
+        """Whether the work queued here outlasts starting a process for it."""
+        mean = means().get(self._level)
+        return mean is None or len(self._queue.queued) * mean >= lanes().start_seconds
+
+    def _start_lane(self, token: Token) -> None:
+        try:
+            lane = lanes().start(self._env)
+        except BaseException as exc:  # cannot start processes now: back off, stay inline
+            logger.debug("could not start a lane: %r", exc)
+            lane = None
+        token.release()
+        if lane is not None:
+            lanes().give_back(lane)
+        with self._queue.cond:
+            self._queue.starting -= 1
+            self._queue.cond.notify_all()
+
+    def _send(self, lane: Any, token: Token) -> None:
+        """Run the next task that may leave this process in ``lane``, on ``token``."""
+        queue = self._queue
+        task = queue.take(LANE, CallQueue.room_elsewhere, lambda task: not task.local)
+        payload = None if task is None else self._payload(task)
+        if task is not None and payload is None:  # it stays in this process
+            queue.put_back(task, LANE)
+        if task is None or payload is None:
+            token.release()
+            lanes().give_back(lane)
+            return
+        try:
+            remote = lanes().submit(lane, Paid(Pickled(payload), self._ref))
+        except BaseException as exc:  # the lane died while idle: the task never ran
+            logger.debug("a lane was gone (%r): its task goes back to the queue", exc)
+            token.release()
+            lanes().discard(lane)
+            queue.put_back(task, LANE)
+            return
+        with queue.cond:
+            if not remote.done():
+                self._running[task] = lane
+        remote.add_done_callback(functools.partial(self._done, task, token))
+
+    def _done(self, task: Task, token: Token, remote: Future[Any]) -> None:
+        token.release()
+        with self._queue.cond:
+            self._running.pop(task, None)
+        if remote.cancelled():
+            self._queue.finish(task, LANE, False, CancelledError())
+            return
+        exc = remote.exception()  # a lane that died under it: loky's TerminatedWorkerError
+        self._queue.finish(task, LANE, exc is None, remote.result() if exc is None else exc)
+
+    def close(self, cancel: bool) -> None:
+        """The call is over; if aborted, its tasks still running in lanes are killed."""
+        with self._queue.cond:
+            running = list(self._running.values()) if cancel else []
+        for lane in running:
+            lanes().kill(lane)
