@@ -23,19 +23,16 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-#: Variables of ours that must not leak from the developer's shell into tests.
-OUR_VARIABLES = (
-    "NEST_JOBLIB",
-    "NEST_JOBLIB_BACKENDS",
-    "NEST_JOBLIB_CPUS",
-    "NEST_JOBLIB_DEBUG",
-    "NEST_JOBLIB_ABLATE",  # benchmarks only (benchmarks/README.md)
-)
+from children.common import OUR_VARIABLES
+
+#: joblib's (major, minor) in this environment, where the cases must allow for an older joblib.
+JOBLIB_VERSION = tuple(int(part) for part in metadata.version("joblib").split(".")[:2])
 #: This directory: the ``PYTHONPATH`` of child programs, so that ``children`` imports.
 TESTS = Path(__file__).resolve().parent
 #: The child programs, one module each.

@@ -24,7 +24,9 @@ the invariants of P12 and P5:
   sequential levels) may fire under the plugin. Where plain joblib fails for
   a reason of its own (not a leaf's error: its executor shut down under a
   generator), the plugin may instead return the program's value;
-- no hang: the run ends within max(10 s, 5 times plain joblib's);
+- no hang: the root process exits within max(10 s, 5 times plain joblib's)
+  (output goes to files, so a process that outlives the root is a leftover,
+  below, not a hang);
 - every token of the budget free within 1 s of the top-level call's return,
   or of the end of the last leaf stuck past a timeout (``nest_joblib.info()``);
 - processes computing at once (threads of one process count once) never above
@@ -53,16 +55,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from children.common import OUR_VARIABLES, peak_processes
+
 TESTS = Path(__file__).resolve().parent
 PROGRAM = TESTS / "children" / "stress_program.py"
-#: Variables of ours that must not leak into the runs from the developer's shell.
-OURS = (
-    "NEST_JOBLIB",
-    "NEST_JOBLIB_BACKENDS",
-    "NEST_JOBLIB_CPUS",
-    "NEST_JOBLIB_DEBUG",
-    "NEST_JOBLIB_ABLATE",
-)
 #: Starts the report's line in a run's stdout.
 REPORT = "STRESS-REPORT "
 #: Marks every process of a run, so that the driver finds the ones left behind.
@@ -303,7 +299,7 @@ class Comparison:
 
 
 def _env(mode: str, program: dict[str, Any], run_dir: Path, mark: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in OURS}
+    env = {k: v for k, v in os.environ.items() if k not in OUR_VARIABLES}
     env["PYTHONPATH"] = str(TESTS)
     env["TMPDIR"] = str(run_dir / "tmp")
     env["JOBLIB_TEMP_FOLDER"] = str(run_dir / "joblib")
@@ -331,8 +327,17 @@ def _marked(mark: str) -> list[int]:
     return found
 
 
+def _command(pid: int) -> str:
+    """A process's command line, shortened (empty once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()[-120:]
+    except OSError:
+        return ""
+
+
 def _leftovers(run_dir: Path, mark: str) -> list[str]:
-    left = [f"process {pid}" for pid in _marked(mark)]
+    left = [f"process {pid} {_command(pid)}" for pid in _marked(mark)]
     for folder in ("tmp", "joblib"):
         root = run_dir / folder
         if root.is_dir():
@@ -355,16 +360,17 @@ def run(program: dict[str, Any], mode: str, workdir: Path, timeout: float) -> di
     (run_dir / "program.json").write_text(json.dumps(program))
     mark = uuid.uuid4().hex
     began = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, str(PROGRAM), str(run_dir / "program.json"), str(run_dir / "log")],
-        env=_env(mode, program, run_dir, mark),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    # Output goes to files: a process that outlives the root must not make it look hung.
+    with open(run_dir / "stdout", "w") as stdout, open(run_dir / "stderr", "w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, str(PROGRAM), str(run_dir / "program.json"), str(run_dir / "log")],
+            env=_env(mode, program, run_dir, mark),
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
     try:
-        out, err = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
         hung = False
     except subprocess.TimeoutExpired:
         hung = True
@@ -375,8 +381,9 @@ def run(program: dict[str, Any], mode: str, workdir: Path, timeout: float) -> di
                 )
                 (run_dir / f"stacks-{pid}.txt").write_text(dump.stdout + dump.stderr)
         _kill(proc, mark)
-        out, err = proc.communicate()
+        proc.wait()
     seconds = time.monotonic() - began
+    out, err = ((run_dir / name).read_text(errors="replace") for name in ("stdout", "stderr"))
     report: dict[str, Any] = {"hung": hung, "seconds": seconds, "stderr": err[-3000:]}
     lines = [line for line in out.splitlines() if line.startswith(REPORT)]
     if not hung:
@@ -395,7 +402,7 @@ def run(program: dict[str, Any], mode: str, workdir: Path, timeout: float) -> di
     return report
 
 
-def _kill(proc: subprocess.Popen[str], mark: str) -> None:
+def _kill(proc: subprocess.Popen[bytes], mark: str) -> None:
     for pid in [proc.pid, *_marked(mark)]:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -414,17 +421,6 @@ def _spans(log: Path) -> list[tuple[int, float, float]]:
         if fields[0].isdigit():
             spans.append((int(fields[0]), float(fields[1]), float(fields[2])))
     return spans
-
-
-def peak_processes(spans: list[tuple[int, float, float]]) -> int:
-    """The most processes with a leaf computing at the same moment (an end sorts first)."""
-    events = sorted([(s, 1, pid) for pid, s, _ in spans] + [(e, -1, pid) for pid, _, e in spans])
-    open_by_pid: Counter[int] = Counter()
-    top = 0
-    for _, step, pid in events:
-        open_by_pid[pid] += step
-        top = max(top, sum(1 for n in open_by_pid.values() if n > 0))
-    return top
 
 
 def _pool_width(call: dict[str, Any], cpus: int) -> int:

@@ -274,3 +274,37 @@ def test_memory_maps_of_a_tree_killed_whole_go_with_the_next_root(tmp_path: Path
     assert run_child_json("leftovers_root", "next", env=env) > 0
     assert os.listdir(maps) == []
     assert ours(tmp_path) == []
+
+
+def _orphans_alive_after(mode: str, env: dict[str, str]) -> list[bool]:
+    """Run ``leftovers_orphaned_workers MODE``; which of its workers live 3 s after it died."""
+    proc = subprocess.Popen(
+        child_command("leftovers_orphaned_workers", mode),
+        env=child_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # loky's tracker reports the dead process's semaphores
+        text=True,
+    )
+    assert proc.stdout is not None
+    with proc:  # not communicate(): workers that live on hold its output open
+        workers = [psutil.Process(pid) for pid in json.loads(proc.stdout.readline())]
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    assert len(workers) == 2
+    _, alive = psutil.wait_procs(workers, timeout=3)
+    for worker in alive:
+        worker.kill()
+    return [worker in alive for worker in workers]
+
+
+@pytest.mark.parametrize("mode", ["idle", "early"])
+def test_workers_end_with_the_process_that_started_them(mode: str) -> None:
+    """Found by the stress suite: joblib aborting a call kills the workers of its pool.
+
+    A pool that one of them was starting then (a nested call from a thread of
+    a task) kept a worker that loky's kill missed, for 300 s, holding the
+    root's output open. Under the plugin every loky worker ends with the
+    process that started it, also when that process died before the worker
+    could watch it ("early"); plain joblib's live on.
+    """
+    assert _orphans_alive_after(mode, {}) == [False, False]
+    assert _orphans_alive_after(mode, {"NEST_JOBLIB": "0"}) == [True, True]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_child_json
+from conftest import JOBLIB_VERSION, run_child_json
 
 pytest.importorskip("numpy")
 
@@ -104,8 +104,13 @@ def test_leaves_that_wait_overlap_in_a_call_with_no_free_cpu(
 
 
 def test_a_top_level_call_gets_the_workers_it_asks_for() -> None:
-    """n_jobs=8 on a budget of 2: 8 workers, as in plain joblib (before: 2 at a time)."""
-    assert run_child_json("real_waits", "top", env=TWO, timeout=120) == [True] * 8
+    """n_jobs=8 on a budget of 2: as many tasks at once as plain joblib runs (before: 2)."""
+    plain = run_child_json("real_waits", "top", env=PLAIN, timeout=120)
+    plugin = run_child_json("real_waits", "top", env=TWO, timeout=120)
+    # Before joblib 1.5, loky starts 5 to 7 of the 8 at first, plain or not, as timing goes.
+    slack = 0 if JOBLIB_VERSION >= (1, 5) else 2
+    assert plugin > 2  # the budget
+    assert plugin >= plain - slack
 
 
 def test_eight_waiting_leaves_meet_on_a_budget_of_two() -> None:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from joblib import Parallel, delayed
 
-from children.common import busy, emit
+from children.common import busy, emit, peak_processes
 
 
 def leaf(seconds: float) -> list[list[float]]:
@@ -33,21 +33,10 @@ def threads() -> list[list[float]]:
         return [span for call in calls for span in call.result()]
 
 
-def peak(spans: list[list[float]]) -> int:
-    """The most processes with a leaf computing at once (an end sorts before a start)."""
-    events = sorted([(s, 1, pid) for pid, s, _ in spans] + [(e, -1, pid) for pid, _, e in spans])
-    running: dict[float, int] = {}
-    top = 0
-    for _, step, pid in events:
-        running[pid] = running.get(pid, 0) + step
-        top = max(top, sum(1 for n in running.values() if n > 0))
-    return top
-
-
 def main() -> None:
     tasks = [delayed(threads)(), delayed(leaf)(0.3), delayed(leaf)(0.3)]
     spans = [span for result in Parallel(n_jobs=2)(tasks) for span in result]
-    emit({"leaves": len(spans), "peak": peak(spans)})
+    emit({"leaves": len(spans), "peak": peak_processes(spans)})
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Three levels of ``Parallel`` over 3 children: 27 leaves of 0.1 s, and their peak.
+"""Three levels of ``Parallel`` over 3 children: 27 leaves of 0.1 s, and the peak of
+processes computing at once (threads of one process count once, as P5 counts).
 
 The top level asks for ``n_jobs=2`` (the budget: it keeps joblib's meaning),
 the levels below for ``n_jobs=4``.
@@ -10,21 +11,22 @@ oversubscribes: the test then needs no luck to see more than two at once).
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 
 from joblib import Parallel, delayed
 
-from children.common import emit, meet, peak, timed
+from children.common import emit, meet, peak_processes, timed
 
-#: A leaf's span, and whether it met two others (``None``: it did not wait for them).
+#: A leaf's ``[pid, start, end]``, and whether it met two others (``None``: it did not wait).
 Leaf = tuple[list[float], "bool | None"]
 
 
 def leaf(barrier: str | None) -> Leaf:
     together = None if barrier is None else meet(barrier, 3)
     [span] = timed(0.1)
-    return span, together
+    return [os.getpid(), *span], together
 
 
 def node(depth: int, barrier: str | None) -> list[Leaf]:
@@ -41,7 +43,7 @@ def main() -> None:
     emit(
         {
             "leaves": len(leaves),
-            "peak": peak(span for span, _ in leaves),
+            "peak": peak_processes(span for span, _ in leaves),
             "together": [together for _, together in leaves],
         }
     )

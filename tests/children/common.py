@@ -15,12 +15,21 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Sequence
 
     from _typeshed.importlib import MetaPathFinderProtocol
 
     from nest_joblib._private.budget import BudgetRef, Token
 
+#: Variables of ours that must not leak from the developer's shell into tests.
+OUR_VARIABLES = (
+    "NEST_JOBLIB",
+    "NEST_JOBLIB_BACKENDS",
+    "NEST_JOBLIB_CPUS",
+    "NEST_JOBLIB_DEBUG",
+    "NEST_JOBLIB_ABLATE",  # benchmarks only (benchmarks/README.md)
+    "_NEST_JOBLIB_PARENT",  # set where joblib is patched, for the workers started there
+)
 #: Numbers this process's arrivals at barriers (threads of one process may arrive at once).
 _arrivals = itertools.count()
 
@@ -131,6 +140,23 @@ def peak(spans: Iterable[Iterable[float]]) -> int:
     for _, step in sorted(events):
         now += step
         top = max(top, now)
+    return top
+
+
+def peak_processes(spans: Iterable[Sequence[float]]) -> int:
+    """The most processes with a span ``[pid, start, end]`` open at once.
+
+    Threads of one process count once, as P5 counts them: they share a GIL.
+    An end sorts before a start at the same moment.
+    """
+    events = sorted(
+        event for pid, start, end in spans for event in ((start, 1, pid), (end, -1, pid))
+    )
+    open_by_pid: dict[float, int] = {}
+    top = 0
+    for _, step, pid in events:
+        open_by_pid[pid] = open_by_pid.get(pid, 0) + step
+        top = max(top, sum(1 for n in open_by_pid.values() if n > 0))
     return top
 
 

@@ -13,6 +13,7 @@ nothing heavy is imported at ``import joblib``.
 from __future__ import annotations
 
 import inspect
+import sys
 from types import ModuleType
 from typing import Any, Callable
 
@@ -42,6 +43,7 @@ __all__ = [
     "dispatching",
     "dumps",
     "executor_broken",
+    "is_loky_worker",
     "keep_traceback",
     "lane_alive",
     "loky_submit",
@@ -125,6 +127,25 @@ class NoTempFolders:
 
 
 # -- loky -------------------------------------------------------------------------
+
+#: How loky starts a worker on POSIX: ``python -m <this> --process-name ... --pipe N``.
+_LOKY_WORKER_MAIN = "joblib.externals.loky.backend.popen_loky_posix"
+
+
+def is_loky_worker() -> bool:
+    """Whether this process is a loky worker (of any pool: joblib's, a nested one, a lane).
+
+    Read from the command line, as nothing else is set yet while the worker
+    imports joblib (Linux, or Python 3.10 and later; elsewhere: no).
+    """
+    argv: list[str] | None = getattr(sys, "orig_argv", None)
+    if argv is None:
+        try:
+            with open("/proc/self/cmdline", "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            return False
+    return any(a == "-m" and b == _LOKY_WORKER_MAIN for a, b in zip(argv, argv[1:]))
 
 
 def new_lane(

@@ -164,7 +164,7 @@ def _reap_memmaps(roots: list[str | None]) -> list[str]:
             continue
         for name in names:
             match = _MEMMAPS.match(name)
-            if match is None or _alive(int(match.group(1))):
+            if match is None or process.alive(int(match.group(1))):
                 continue
             path = os.path.join(root, name)
             try:
@@ -175,16 +175,6 @@ def _reap_memmaps(roots: list[str | None]) -> list[str]:
             except OSError as exc:  # its tracker removed it meanwhile
                 logger.debug("left %s: %r", path, exc)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process: alive
-        return True
-    return True
 
 
 def _remove_if_stale(path: str) -> bool:

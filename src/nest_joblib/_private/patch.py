@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from nest_joblib._warnings import warn
 
-from . import contract, engines, variants
+from . import contract, engines, process, variants
 from .state import settings, state
 from .variants import add_variant
 
@@ -77,6 +77,7 @@ def patch(
     state.failure = None
     state.source = source
     state.variants = sorted(name for name in backends if name.startswith(variants.PREFIX))
+    process.patched(loky_worker=contract.is_loky_worker())
     logger.debug(
         "patched joblib %s: default backend %s, nested variants %s",
         getattr(joblib, "__version__", "?"),

@@ -14,7 +14,11 @@ than a tenth of a CPU over the last 20 ms (four of Python's GIL switch
 intervals, so a thread that merely shares the GIL does not count) *waits*.
 
 - A thread that got no CPU because the machine is busy is not waiting: on
-  Linux its state in ``/proc`` says it is runnable.
+  Linux the scheduler counts the time it spent ready to run
+  (``/proc/self/task/<tid>/schedstat``), and its state says it is runnable.
+  Nor is one whose process's other threads ran for half the window or more:
+  it may have waited for the GIL they held (a thread that truly waits beside
+  them is missed then, which costs overlap, never a CPU).
 - A token is *idle* when the thread that holds it waits. A thread that waits
   for its own nested call holds no token meanwhile (it lent it to the call),
   so the work of nested calls is never mistaken for a wait.
@@ -50,8 +54,10 @@ logger = logging.getLogger("nest_joblib")
 #: How often the watcher looks, and how many looks a judgement covers.
 _TICK = 0.01
 _WINDOW_TICKS = 2
-#: A thread that used less CPU than this share of the window waits.
+#: A thread that used less CPU than this share of the window waits...
 _WAITING = 0.1
+#: ... unless the other threads of its process used this share of it or more.
+_OTHERS = 0.5
 
 
 def supported() -> bool:
@@ -71,6 +77,21 @@ def _runnable(native_id: int) -> bool:
         return False
 
 
+def _ready_time(native_id: int | None) -> float:
+    """Seconds a thread spent ready to run but not running (Linux; elsewhere 0).
+
+    The second field of ``schedstat``: it grows while the machine is too
+    busy to run the thread, and not while the thread sleeps or waits.
+    """
+    if native_id is None:
+        return 0.0
+    try:
+        with open(f"/proc/self/task/{native_id}/schedstat", "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 class Clock:
     """The CPU clock of one thread, sampled by the watcher."""
 
@@ -81,22 +102,38 @@ class Clock:
             ident, native_id = threading.get_ident(), threading.get_native_id()
         self._id = time.pthread_getcpuclockid(ident)
         self._native = native_id
-        self._samples = [(time.monotonic(), self._cpu())]
+        self._samples = [self._sample()]
         #: The last judgement: the thread waited over the last window.
         self.waiting = False
 
-    def _cpu(self) -> float:
+    def _sample(self) -> tuple[float, float, float, float]:
+        """(wall time, CPU time, time ready to run, this process's CPU time)."""
         try:
-            return time.clock_gettime(self._id)
+            cpu = time.clock_gettime(self._id)
         except OSError:  # the thread is gone
-            return 0.0
+            cpu = 0.0
+        return time.monotonic(), cpu, _ready_time(self._native), time.process_time()
 
     def sample(self) -> bool:
-        """Take a sample and judge the last window (not full yet: not waiting)."""
-        self._samples = [*self._samples[-_WINDOW_TICKS:], (time.monotonic(), self._cpu())]
-        (wall0, cpu0), (wall1, cpu1) = self._samples[0], self._samples[-1]
-        full = wall1 - wall0 >= _TICK * _WINDOW_TICKS * 0.9
-        stalled = full and cpu1 - cpu0 < _WAITING * (wall1 - wall0)
+        """Take a sample and judge the last window (not full yet: not waiting).
+
+        A thread waits when it neither ran nor was ready to run for most of
+        the window (a busy machine delays a thread that computes, it does not
+        make it wait), while the other threads of its process did not run for
+        most of it either (they may have held the GIL that it waited for).
+        """
+        self._samples = [*self._samples[-_WINDOW_TICKS:], self._sample()]
+        (wall0, cpu0, ready0, all0), (wall1, cpu1, ready1, all1) = self._samples[
+            :: len(self._samples) - 1
+        ]
+        window = wall1 - wall0
+        idle = _WAITING * window
+        stalled = (
+            window >= _TICK * _WINDOW_TICKS * 0.9
+            and cpu1 - cpu0 < idle
+            and ready1 - ready0 < idle
+            and (all1 - all0) - (cpu1 - cpu0) < _OTHERS * window
+        )
         self.waiting = stalled and (self._native is None or not _runnable(self._native))
         return self.waiting
 

@@ -16,7 +16,6 @@ import functools
 import logging
 import multiprocessing.util
 import os
-import select
 import threading
 import time
 from concurrent.futures import CancelledError, Future
@@ -33,40 +32,9 @@ from .queue import LANE, CallQueue, Task
 
 logger = logging.getLogger("nest_joblib")
 
-#: Where the process has no pidfd (not Linux): how often a lane looks for its parent.
-_PARENT_POLL = 0.2
 #: A failed lane start is retried after this long, doubling up to the most.
 _RETRY_FIRST = 0.05
 _RETRY_MOST = 2.0
-
-
-def _exit_with_parent(parent: int) -> None:
-    """Lane initializer: end this lane as soon as the process it serves is gone.
-
-    When joblib aborts a call it kills that call's workers, and the lanes
-    they had started would otherwise live on as orphans, unlike loky's own
-    workers; worse, a lane whose task still runs would compute on a token
-    that its dead parent no longer holds. On Linux the lane waits on a pidfd
-    of its parent, which the kernel makes readable when the parent exits;
-    elsewhere it looks every 0.2 s. (``PR_SET_PDEATHSIG`` would follow the
-    thread that started the lane, not the process, so it cannot serve here.)
-    """
-    try:
-        pidfd = os.pidfd_open(parent)  # type: ignore[attr-defined,unused-ignore]
-    except (AttributeError, OSError):
-        pidfd = None
-    if os.getppid() != parent:  # gone before we could watch it
-        os._exit(1)
-
-    def watch() -> None:
-        if pidfd is not None:
-            select.select([pidfd], [], [])
-        else:
-            while os.getppid() == parent:
-                time.sleep(_PARENT_POLL)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="nest-joblib-parent-watch", daemon=True).start()
 
 
 def _warm_up() -> int:
@@ -152,7 +120,7 @@ class Lanes:
                     None, self.wait_for_starts, exitpriority=100
                 )
             # Made under the lock, so that none is made once this process exits.
-            lane = contract.new_lane(env, _exit_with_parent, (os.getpid(),))
+            lane = contract.new_lane(env, process.exit_with_parent, (os.getpid(),))
             self._starting.add(lane)
         try:
             lane.submit(_warm_up).result()
