@@ -119,13 +119,12 @@ class Clock:
 
         A thread waits when it neither ran nor was ready to run for most of
         the window (a busy machine delays a thread that computes, it does not
-        make it wait), while the other threads of its process did not run for
-        most of it either (they may have held the GIL that it waited for).
+        make it wait), while the other threads of its process ran for less than
+        half of it (else they may have held the GIL that it waited for).
         """
         self._samples = [*self._samples[-_WINDOW_TICKS:], self._sample()]
-        (wall0, cpu0, ready0, all0), (wall1, cpu1, ready1, all1) = self._samples[
-            :: len(self._samples) - 1
-        ]
+        wall0, cpu0, ready0, all0 = self._samples[0]
+        wall1, cpu1, ready1, all1 = self._samples[-1]
         window = wall1 - wall0
         idle = _WAITING * window
         stalled = (
