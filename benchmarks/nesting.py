@@ -25,6 +25,7 @@ Shapes: pure-Python leaves with tiny arguments (short, uneven, full, deep), and 
 people really nest: a 400 MB array given to every leaf (big, bigfull), leaves that wait
 (wait), numpy leaves that release the GIL (numpy; warm: the same twice in a row, on a pool
 that a first such call warmed before the clock started, as in a program that calls it again),
+the top level alone (toplevel-wait, toplevel-cpu; toplevel-warm: toplevel-cpu on a warm pool),
 and leaves that wait in a nested call that finds CPUs free (waitfree: the budget mode gets a
 budget of twice the CPUs, as a machine with more CPUs than its outer loop uses; it has no
 target of its own, only naive nesting's time).
@@ -32,6 +33,9 @@ target of its own, only naive nesting's time).
 ``--modes naive,budget`` runs only those modes (still interleaved): e.g. ``--modes naive,budget
 --shapes short,big --repeat 20``, the pairs that tell whether the budget takes at most naive
 nesting's time where the two are close. Without plain, there is no ratio and no target.
+
+``--placebo MODULES`` adds the mode plain+imports: plain joblib, every process of which imports
+those modules as well, to tell what a plugin's imports cost from what it does.
 
 ``--child SHAPE`` runs one shape once in the current environment and prints its JSON result,
 e.g. ``NEST_JOBLIB_DEBUG=1 python benchmarks/nesting.py --child deep`` to see the scheduler's
@@ -66,6 +70,7 @@ SHAPES = (
     "waitfree",
     "toplevel-wait",
     "toplevel-cpu",
+    "toplevel-warm",
 )
 #: Targets on the 2-core machine: max ratio to plain's median wall time (issues 3 and 12).
 TARGETS = {
@@ -80,6 +85,7 @@ TARGETS = {
     "warm": 1.02,
     "toplevel-wait": 1.02,
     "toplevel-cpu": 1.02,
+    "toplevel-warm": 1.02,
 }
 #: With ``--cpus 1`` every shape's bound is this (issue 23: nothing taken away on one CPU).
 ONE_CPU_TARGET = 1.02
@@ -88,7 +94,7 @@ WIDE_BUDGET_SHAPES = ("waitfree",)
 #: Peak PSS of the tree at most this many times plain's (issue 12).
 PSS_TARGETS = {"big": 1.3}
 #: Shapes run once before the clock starts, to time the calls that follow on a warm pool.
-WARM_SHAPES = {"warm": "numpy"}
+WARM_SHAPES = {"warm": "numpy", "toplevel-warm": "toplevel-cpu"}
 #: Shapes whose leaves get the 400 MB array, made in the root.
 ARRAY_SHAPES = ("big", "bigfull")
 ARRAY_BYTES = 400 * 1024**2
@@ -97,6 +103,8 @@ ARRAY_BYTES = 400 * 1024**2
 WAIT_LEAVES = 4
 SORTED_FLOATS = 3_000_000
 RESULT_PREFIX = "NESTING-RESULT "
+#: --placebo: how the modules reach the child and its workers (they all import this file).
+PLACEBO_VARIABLE = "NESTING_BENCHMARK_IMPORTS"
 
 # --------------------------------------------------------------------------------------------
 # The workload. It runs in the child and in its workers, which import this file as the module
@@ -116,6 +124,17 @@ def _timestamp_debug_log() -> None:
 
 
 _timestamp_debug_log()
+
+
+def _import_placebo() -> None:
+    """``--placebo``: import the modules named, here and so in every worker (plain mode)."""
+    import importlib
+
+    for name in filter(None, os.environ.get(PLACEBO_VARIABLE, "").split(",")):
+        importlib.import_module(name)
+
+
+_import_placebo()
 
 Leaf = tuple[float, float, int]  # start, end (time.time(), comparable across processes), pid
 
@@ -204,7 +223,7 @@ def run_shape(
         return fan_out(-1, [inner])
     if shape == "toplevel-wait":
         return fan_out(8, [(waiting_leaf, wait / 2)] * 8)
-    if shape == "toplevel-cpu":
+    if shape in ("toplevel-cpu", "toplevel-warm"):
         return fan_out(8, [(leaf, loops)] * 8)
     if shape == "uneven":
         wide = (fan_out, -1, [(leaf, loops)] * 6)
@@ -257,6 +276,9 @@ CPUS_VARIABLE = "NESTING_BENCHMARK_CPUS"
 OFF = "off:"
 #: Modes that run the budget with another installation (``--python``): ``budget@<name>``.
 AT = "budget@"
+#: --placebo: plain joblib, every process of which imports these modules first.
+PLACEBO_MODE = "plain+imports"
+PLACEBO: list[str] = []
 #: --python: name -> the interpreter of another environment (another version of the plugin).
 PYTHONS: dict[str, str] = {}
 
@@ -273,15 +295,17 @@ def mode_env(
     env["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)
     if cpus:
         env[CPUS_VARIABLE] = str(cpus)
-    if mode == "plain":
+    if mode == PLACEBO_MODE:
+        env[PLACEBO_VARIABLE] = ",".join(PLACEBO)
+    if mode in ("plain", PLACEBO_MODE):
         env["NEST_JOBLIB"] = "0"
     elif mode == "naive":
         env["NEST_JOBLIB_CPUS"] = "off"
-    elif mode != "budget" and not mode.startswith((OFF, AT)):
+    elif mode not in ("budget", PLACEBO_MODE) and not mode.startswith((OFF, AT)):
         raise ValueError(mode)
     if mode.startswith(OFF):
         env["NEST_JOBLIB_ABLATE"] = mode[len(OFF) :]
-    if mode != "plain" and mode != "naive" and shape in WIDE_BUDGET_SHAPES:
+    if mode not in ("plain", "naive", PLACEBO_MODE) and shape in WIDE_BUDGET_SHAPES:
         env["NEST_JOBLIB_CPUS"] = str(2 * (cpus or os.cpu_count() or 1))
     if debug:
         env["NEST_JOBLIB_DEBUG"] = "1"
@@ -446,7 +470,7 @@ def run_once(
         raise RuntimeError(f"{shape}/{mode} failed (exit {proc.returncode}):\n{err}")
     result = json.loads(lines[-1][len(RESULT_PREFIX) :])
     backend = result["backend"]
-    expected = "loky" if mode == "plain" else "nested-loky"
+    expected = "loky" if mode in ("plain", PLACEBO_MODE) else "nested-loky"
     if backend != expected:
         raise RuntimeError(
             f"{shape}/{mode}: the child's default backend is {backend!r}, not {expected!r}: "
@@ -622,6 +646,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also run the budget with the interpreter of another environment, as mode "
         "budget@NAME (another version of the plugin, side by side); repeatable",
     )
+    parser.add_argument(
+        "--placebo",
+        metavar="MODULES",
+        help="also run plain joblib with these modules (comma-separated) imported in every "
+        "process, as mode plain+imports: what a plugin's imports alone cost, whatever they do",
+    )
     parser.add_argument("--save", metavar="PATH", help="append every run here (JSON lines)")
     parser.add_argument("--load", metavar="PATH", help="print the tables of runs saved before")
     args = parser.parse_args(argv)
@@ -647,6 +677,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--python {item!r}: expected NAME=PATH to an interpreter")
         PYTHONS[name] = path
         args.modes.append(AT + name)
+    if args.placebo:
+        PLACEBO.extend(m.strip() for m in args.placebo.split(",") if m.strip())
+        args.modes.append(PLACEBO_MODE)
     if args.cpus is not None and not 1 <= args.cpus <= (os.cpu_count() or 1):
         parser.error(f"--cpus must be between 1 and {os.cpu_count()}")
     if args.cpus == 1:  # a budget of 4 means nothing on one CPU (issue 23)
