@@ -677,8 +677,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--python {item!r}: expected NAME=PATH to an interpreter")
         PYTHONS[name] = path
         args.modes.append(AT + name)
-    if args.placebo:
+    if args.placebo is not None:
+        import importlib.util
+
         PLACEBO.extend(m.strip() for m in args.placebo.split(",") if m.strip())
+
+        def found(name: str) -> bool:
+            try:
+                return importlib.util.find_spec(name) is not None
+            except ImportError:  # its parent package is missing
+                return False
+
+        if not PLACEBO:
+            parser.error("--placebo: name at least one module")
+        missing = [m for m in PLACEBO if not found(m)]
+        if missing:
+            parser.error(f"--placebo: no module named {', '.join(missing)}")
         args.modes.append(PLACEBO_MODE)
     if args.cpus is not None and not 1 <= args.cpus <= (os.cpu_count() or 1):
         parser.error(f"--cpus must be between 1 and {os.cpu_count()}")
