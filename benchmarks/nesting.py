@@ -278,6 +278,8 @@ OFF = "off:"
 AT = "budget@"
 #: --placebo: plain joblib, every process of which imports these modules first.
 PLACEBO_MODE = "plain+imports"
+#: Modes that run joblib unpatched (NEST_JOBLIB=0).
+UNPATCHED = ("plain", PLACEBO_MODE)
 PLACEBO: list[str] = []
 #: --python: name -> the interpreter of another environment (another version of the plugin).
 PYTHONS: dict[str, str] = {}
@@ -297,7 +299,7 @@ def mode_env(
         env[CPUS_VARIABLE] = str(cpus)
     if mode == PLACEBO_MODE:
         env[PLACEBO_VARIABLE] = ",".join(PLACEBO)
-    if mode in ("plain", PLACEBO_MODE):
+    if mode in UNPATCHED:
         env["NEST_JOBLIB"] = "0"
     elif mode == "naive":
         env["NEST_JOBLIB_CPUS"] = "off"
@@ -305,7 +307,7 @@ def mode_env(
         raise ValueError(mode)
     if mode.startswith(OFF):
         env["NEST_JOBLIB_ABLATE"] = mode[len(OFF) :]
-    if mode not in ("plain", "naive", PLACEBO_MODE) and shape in WIDE_BUDGET_SHAPES:
+    if mode not in (*UNPATCHED, "naive") and shape in WIDE_BUDGET_SHAPES:
         env["NEST_JOBLIB_CPUS"] = str(2 * (cpus or os.cpu_count() or 1))
     if debug:
         env["NEST_JOBLIB_DEBUG"] = "1"
@@ -470,7 +472,7 @@ def run_once(
         raise RuntimeError(f"{shape}/{mode} failed (exit {proc.returncode}):\n{err}")
     result = json.loads(lines[-1][len(RESULT_PREFIX) :])
     backend = result["backend"]
-    expected = "loky" if mode in ("plain", PLACEBO_MODE) else "nested-loky"
+    expected = "loky" if mode in UNPATCHED else "nested-loky"
     if backend != expected:
         raise RuntimeError(
             f"{shape}/{mode}: the child's default backend is {backend!r}, not {expected!r}: "
