@@ -246,18 +246,23 @@ class LaneFeeder:
             lane = lanes().start(self._env)
         except BaseException as exc:  # cannot start processes now: back off, stay inline
             logger.debug("could not start a lane: %r", exc)
-            lane = None
-        token.release()
-        if lane is not None:
-            lanes().give_back(lane)
-        with self._queue.cond:
-            self._queue.starting -= 1
-            self._queue.cond.notify_all()
+            with self._queue.cond:
+                self._queue.starting -= 1
+                self._queue.cond.notify_all()
+            token.release()
+            return
+        # The token that paid for the start runs the lane's first task: released
+        # in between, it would look free, and a sibling call elsewhere in the
+        # tree would start a lane of its own on it while this one waits.
+        self._send(lane, token, started=True)
 
-    def _send(self, lane: Any, token: Token) -> None:
-        """Run the next task that may leave this process in ``lane``, on ``token``."""
+    def _send(self, lane: Any, token: Token, started: bool = False) -> None:
+        """Run the next task that may leave this process in ``lane``, on ``token``.
+
+        ``started``: the lane was starting for this call, and takes its place.
+        """
         queue = self._queue
-        task = queue.take(LANE, CallQueue.room_elsewhere, lambda task: not task.local)
+        task = queue.take(LANE, CallQueue.room_elsewhere, lambda task: not task.local, started)
         payload = None if task is None else self._payload(task)
         if task is not None and payload is None:  # it stays in this process
             queue.put_back(task, LANE)

@@ -113,13 +113,22 @@ class CallQueue:
     # -- the placements --------------------------------------------------------
 
     def take(
-        self, placement: str, admits: Rule, pick: Callable[[Task], bool] | None = None
+        self,
+        placement: str,
+        admits: Rule,
+        pick: Callable[[Task], bool] | None = None,
+        started: bool = False,
     ) -> Task | None:
         """The first queued task ``pick`` accepts, if ``admits``; counted as running there.
 
         A cancelled task is dropped on the way (joblib aborted the call).
+        ``started``: a lane that was starting for the call takes the task, and
+        counts as starting no more, in the same step (no other lane starts for it).
         """
         with self.cond:
+            if started:
+                self.starting -= 1
+                self.cond.notify_all()
             if not admits(self):
                 return None
             for task in list(self.queued):
