@@ -11,7 +11,9 @@ three levels deep whose leaves compute, sleep, raise, read a numpy array above
 ``prefer="threads"``, ``return_as`` list, generator and generator_unordered,
 generators broken off early, errors caught at some levels and not at others,
 and tasks that run two nested calls from two threads of their own. The seed
-also draws the budget (``NEST_JOBLIB_CPUS``, 1 to 4).
+also draws the budget (``NEST_JOBLIB_CPUS``, 1 to 4). Calls below such threads
+that may start loky workers all take one ``n_jobs`` (:func:`_one_width`):
+with two, plain joblib itself deadlocks now and then.
 
 Each program runs in a fresh interpreter twice, one run at a time:
 ``NEST_JOBLIB=0`` (plain joblib), then the plugin, each with a private
@@ -87,6 +89,7 @@ def generate(seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     room = _Room()
     call = _call(rng, room, depth=0)
+    _one_width(call, [])
     return {
         "seed": seed,
         "budget": rng.randint(1, 4),
@@ -152,6 +155,26 @@ def _task(rng: random.Random, room: _Room, depth: int) -> dict[str, Any]:
         room.compute -= seconds
         return {"kind": "array", "seconds": seconds}
     return {"kind": "sleep", "seconds": round(rng.uniform(0.02, 0.1), 3)}
+
+
+def _one_width(call: dict[str, Any], first: list[int], below_threads: bool = False) -> None:
+    """Calls below threads of a task that may start loky workers: all get the first one's n_jobs.
+
+    For plain joblib such a call is a top-level call of its process (the nesting
+    context is per thread), so two of them at once share the process's one loky
+    executor. With two widths, joblib deadlocks now and then: one call resizes
+    the executor, which waits for the other call's jobs to end, whose callbacks
+    wait for that call's lock, held by its thread while it waits to submit until
+    the resize is over. Programs 33 and 170 hung plain joblib in 3 of 40 and 2
+    of 25 runs that way. Done after the draws, so other programs stay the same.
+    """
+    for task in call["tasks"]:
+        threads = below_threads or task["kind"] == "threads"
+        for sub in _subcalls(task):
+            if threads and sub["n_jobs"] not in (None, 1):
+                first[:] = first or [sub["n_jobs"]]
+                sub["n_jobs"] = first[0]
+            _one_width(sub, first, threads)
 
 
 def _subcalls(task: dict[str, Any]) -> list[dict[str, Any]]:
