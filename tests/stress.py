@@ -172,7 +172,8 @@ def _one_width(call: dict[str, Any], first: list[int], below_threads: bool = Fal
         threads = below_threads or task["kind"] == "threads"
         for sub in _subcalls(task):
             if threads and sub["n_jobs"] not in (None, 1):
-                first[:] = first or [sub["n_jobs"]]
+                if not first:
+                    first.append(sub["n_jobs"])
                 sub["n_jobs"] = first[0]
             _one_width(sub, first, threads)
 
