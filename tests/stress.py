@@ -75,7 +75,14 @@ PLAIN_TIMEOUT = 30.0
 PLAIN_ATTEMPTS = 3
 
 #: Programs that fail for a known reason, by seed: the issue that fixes them.
-KNOWN_FAILURES: dict[int, str] = {}
+KNOWN_FAILURES: dict[int, str] = {
+    188: (
+        "not fixed yet: the program exits while nested calls of its aborted top-level thread "
+        "pool still run, and at exit CPython's ThreadPool finalizer (Pool._terminate_pool) "
+        "waits for a pool's worker handler that never ends: 1 of 480 runs under plain joblib, "
+        "6 of 60 under the plugin (2 of 50 with lanes switched off)"
+    ),
+}
 
 
 # -- the generator --------------------------------------------------------------------------
