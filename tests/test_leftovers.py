@@ -264,7 +264,11 @@ def test_memory_maps_of_a_tree_killed_whole_go_with_the_next_root(tmp_path: Path
         report = json.loads(victim.stdout.readline())
         assert [name for name in report["maps"] if name.startswith("joblib_memmapping_folder_")]
         tree = [psutil.Process(victim.pid), *psutil.Process(victim.pid).children(recursive=True)]
-        for proc in tree:  # the whole tree, loky's resource tracker included
+        # The whole tree, loky's resource tracker included, stopped first: killed
+        # one by one, the tracker saw the root die and cleaned up before its turn.
+        for proc in tree:
+            proc.suspend()
+        for proc in tree:
             proc.kill()
         psutil.wait_procs(tree, timeout=30)
         assert os.listdir(maps)  # nobody cleaned up
