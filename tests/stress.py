@@ -542,12 +542,12 @@ def run_program(
         keep.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"stress-{seed}-", dir=keep))
     try:
-        plain = run(program, "plain", workdir, timeout=PLAIN_TIMEOUT)
-        for again in range(1, PLAIN_ATTEMPTS):
+        for attempt in range(PLAIN_ATTEMPTS):  # the reference: a run that hung is made again
+            where = workdir / f"again-{attempt}" if attempt else workdir
+            plain = run(program, "plain", where, timeout=PLAIN_TIMEOUT)
             if not plain["hung"] and "outcome" in plain:
                 break
-            plain = run(program, "plain", workdir / f"again-{again}", timeout=PLAIN_TIMEOUT)
-        if plain["hung"] or "outcome" not in plain:
+        else:
             return program, [f"plain joblib itself did not finish: {plain}"]
         bound = max(10.0, 5 * plain["seconds"])
         plugin = run(program, "plugin", workdir, timeout=bound)
