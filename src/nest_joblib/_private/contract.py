@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+import threading
 from types import ModuleType
 from typing import Any, Callable
 
@@ -33,6 +34,7 @@ __all__ = [
     "MultiprocessingBackend",
     "NoTempFolders",
     "ParallelBackendBase",
+    "PoolManagerMixin",
     "SequentialBackend",
     "ThreadingBackend",
     "TerminatedWorkerError",
@@ -49,9 +51,11 @@ __all__ = [
     "loky_submit",
     "memmapping_reducers",
     "new_lane",
+    "on_loky_thread",
     "picklable_exception",
     "prepare_worker_env",
     "reset_batch_stats",
+    "terminate_pool",
     "temp_folder",
     "temp_folder_manager",
 ]
@@ -87,6 +91,26 @@ ThreadingBackend = _backends.ThreadingBackend
 MultiprocessingBackend = _backends.MultiprocessingBackend
 LokyBackend = _backends.LokyBackend
 FallbackToBackend = _backends.FallbackToBackend
+#: What joblib's pool backends (threading, multiprocessing) end their pool with.
+PoolManagerMixin: type | None = getattr(_backends, "PoolManagerMixin", None)
+
+
+def terminate_pool(backend: Any) -> None:
+    """``PoolManagerMixin.terminate`` without its ``close()`` first.
+
+    At interpreter exit, multiprocessing's finalizer of a pool
+    (``Pool._terminate_pool``) sets the pool's worker handler to TERMINATE but
+    leaves ``Pool._state`` at RUN. A joblib call that aborts in another thread
+    at that moment runs ``close()``, which still sees RUN and writes CLOSE back
+    onto the handler, then ``terminate()``, a no-op once the finalizer ran: the
+    handler then waits for results that never come, and the exit joins it for
+    ever. ``terminate()`` alone ends a pool just as well, without that window.
+    """
+    pool = backend._pool
+    if pool is not None:
+        pool.terminate()  # joins the pool's threads (or processes)
+        backend._pool = None
+
 
 # joblib 1.5 renamed apply_async to submit.
 _LOKY_SUBMIT: Callable[..., Any] | None = LokyBackend.__dict__.get(
@@ -153,6 +177,11 @@ def new_lane(
 ) -> Any:
     """A loky executor of one worker process (not the reusable singleton)."""
     return ProcessPoolExecutor(max_workers=1, env=env, initializer=initializer, initargs=initargs)
+
+
+def on_loky_thread() -> bool:
+    """Whether this thread is a loky executor's manager thread (it runs futures' callbacks)."""
+    return isinstance(threading.current_thread(), _executor._ExecutorManagerThread)
 
 
 def lane_alive(executor: Any) -> bool:
@@ -300,6 +329,10 @@ def _missing_in_joblib(parallel: ModuleType) -> list[str]:
         missing.append("joblib.parallel.Parallel")
     if _LOKY_SUBMIT is None:
         missing.append("LokyBackend.submit (or apply_async)")
+    if PoolManagerMixin is None or "terminate" not in vars(PoolManagerMixin):
+        missing.append("joblib._parallel_backends.PoolManagerMixin.terminate")
+    elif _uses(PoolManagerMixin, ("_pool",)):
+        missing.append("PoolManagerMixin._pool")
     return missing + [
         f"LokyBackend.{n}"
         for n in ("_prepare_worker_env", "reset_batch_stats", "get_nested_backend")
@@ -321,6 +354,7 @@ def _missing_in_loky() -> list[str]:
     missing += [
         f"loky process_executor.{n}"
         for n in (
+            "_ExecutorManagerThread",
             "_RemoteTraceback",
             "_ExceptionWithTraceback",
             "TerminatedWorkerError",

@@ -115,7 +115,11 @@ def _commit(
     register = _make_register(module, original)
     rebind = joblib is not None and getattr(joblib, "register_parallel_backend", None) is original
     saved = (dict(module.BACKENDS), dict(module.EXTERNAL_BACKENDS), _defaults(module))
+    mixin = contract.PoolManagerMixin
+    assert mixin is not None  # see contract.check()
+    terminate = vars(mixin)["terminate"]
     try:
+        mixin.terminate = contract.terminate_pool  # type: ignore[attr-defined]
         module.BACKENDS.update(new_backends)
         module.EXTERNAL_BACKENDS.update(new_external)
         if set_default:
@@ -124,6 +128,7 @@ def _commit(
         if rebind:
             joblib.register_parallel_backend = register
     except BaseException:
+        mixin.terminate = terminate  # type: ignore[attr-defined]
         _restore(module, joblib if rebind else None, original, *saved)
         raise
 
