@@ -15,15 +15,18 @@ loky.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Iterator
+from concurrent.futures import CancelledError, Future
 from typing import Any, Callable
 
 from . import budget as budget_mod
 from . import contract
 from .batches import Paid
 from .budget import BudgetRef, Token
+from .relay import Relay
 from .standby import Spares
 
 logger = logging.getLogger("nest_joblib")
@@ -51,7 +54,10 @@ class TopLevelPool:
         #: nested call that starts meanwhile.
         self._reserved = 0
         self._started = False
-        self._spares = None if ref is None else Spares(ref, workers, self._send_covered)
+        self._relay = Relay()
+        self._spares = (
+            None if ref is None else Spares(ref, workers, self._send_covered, self._relay.run)
+        )
         if ref is not None and workers > ref.size:
             logger.debug(
                 "a top-level pool of %d workers, wider than the budget of %d: as plain "
@@ -62,6 +68,30 @@ class TopLevelPool:
             )
 
     def submit(self, func: Callable[[], Any], callback: Callable[..., Any] | None) -> Any:
+        if not contract.on_loky_thread():
+            return self._submit(func, callback)
+        # joblib's callback dispatches the next batch from loky's manager
+        # thread: the batch goes out from the relay (see .relay), and joblib
+        # gets a future that the batch's own settles.
+        job: Future[Any] = Future()
+        if callback is not None:
+            job.add_done_callback(callback)
+        self._relay.run(functools.partial(self._submit_for, func, job))
+        return job
+
+    def _submit_for(self, func: Callable[[], Any], job: Future[Any]) -> None:
+        if contract.aborting(self._backend.parallel):
+            job.cancel()  # as joblib's _dispatch, which sends nothing once aborting
+        if not job.set_running_or_notify_cancel():
+            return
+        try:
+            batch = self._submit(func, None)
+        except BaseException as exc:  # the pool refused it: joblib's callback hears why
+            job.set_exception(exc)
+            return
+        batch.add_done_callback(functools.partial(_settle, job))
+
+    def _submit(self, func: Callable[[], Any], callback: Callable[..., Any] | None) -> Any:
         if self._ref is None:
             return contract.loky_submit(self._backend, func, callback)
         if not self._started:
@@ -148,3 +178,13 @@ class TopLevelPool:
         if self._ref is not None:
             self._unreserve()
         self._plain.abort_everything(ensure_ready=ensure_ready)
+
+
+def _settle(job: Future[Any], batch: Future[Any]) -> None:
+    """Settle ``job`` as ``batch`` was settled."""
+    if batch.cancelled():
+        job.set_exception(CancelledError())
+    elif batch.exception() is not None:
+        job.set_exception(batch.exception())
+    else:
+        job.set_result(batch.result())

@@ -65,13 +65,21 @@ class Spares:
     """The root's side of one top-level call's stand-by batches.
 
     ``send(func)`` sends a stand-by batch to the call's pool if a token can be
-    held for it, and returns its future (``None``: not sent).
+    held for it, and returns its future (``None``: not sent); ``relay(work)``
+    runs ``work`` off loky's threads (see :mod:`.relay`).
     """
 
-    def __init__(self, ref: BudgetRef, workers: int, send: Callable[..., Any]) -> None:
+    def __init__(
+        self,
+        ref: BudgetRef,
+        workers: int,
+        send: Callable[..., Any],
+        relay: Callable[[Callable[[], None]], None],
+    ) -> None:
         self._ref = ref
         self._workers = workers
         self._send_batch = send
+        self._relay = relay
         self._lock = threading.Lock()
         self._mark: str | None = None
         self._parallel: Any = None
@@ -83,6 +91,10 @@ class Spares:
         job.add_done_callback(self._batch_done)
 
     def _batch_done(self, _: Any) -> None:
+        # On loky's manager thread, which must not submit (see .relay).
+        self._relay(self._send_if_idle)
+
+    def _send_if_idle(self) -> None:
         # joblib's own callback ran first: it dispatched the next batch, if any.
         parallel = self._parallel
         if parallel is None or contract.dispatching(parallel) or contract.aborting(parallel):
