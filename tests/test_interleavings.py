@@ -6,6 +6,7 @@ hook in the code path: a callback, a patched function, a killed process.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,50 @@ def test_failed_lane_starts_back_off() -> None:
 def test_a_fork_while_the_budget_is_made_leaves_the_child_no_lock() -> None:
     out = run_child_json("budget_fork_while_reaping", env={"NEST_JOBLIB_CPUS": "2"}, timeout=120)
     assert out == {"result": [0, 1, 2, 3]}
+
+
+# -- issue 28: interleavings read in the code ------------------------------------------
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="abstract sockets: Linux only")
+def test_a_helper_removes_the_marker_of_an_offer_nobody_serves() -> None:
+    """A killed call's marker goes at the first refusal; one not written yet, or live, stays."""
+    out = run_child_json("sharing_stale_offer", env={"NEST_JOBLIB_CPUS": "2"}, timeout=120)
+    assert out["direct"] == {"ran": 0, "stale": False, "empty": True, "live": True}
+    assert out["by_standby"] is False  # a stand-by worker's pass removed it
+    assert out["leaves"] == 8
+    assert out["processes"] == 2  # the caller and its helper: tasks still flow to helpers
+
+
+def test_an_aborted_call_does_not_kill_a_lane_another_call_took() -> None:
+    out = run_child_json("lanes_taken_while_given_back", timeout=120)
+    assert out["a"] is True  # A's task ran in the lane
+    assert out["same_lane"] is True  # B took the lane A gave back
+    assert out["b_error"] is None
+
+
+def test_a_lane_that_never_answers_is_given_up() -> None:
+    out = run_child_json("lanes_start_gives_up", env={"NEST_JOBLIB_CPUS": "3"}, timeout=120)
+    assert out["results"] == list(range(6))  # run in the caller
+    assert out["freed"] is True  # the start token is free again
+    assert out["attempts"] >= 1
+    assert out["warnings"] == out["attempts"]  # each start that gave up says so
+    assert out["children"] == 0  # the lanes' processes were ended
+
+
+def test_counting_nested_calls_while_another_thread_makes_one() -> None:
+    out = run_child_json("scheduler_calls_counted_while_added", timeout=60)
+    assert out == {"placed": 0, "error": None, "added": 1}
+
+
+def test_a_lane_start_thread_that_cannot_start_frees_its_token() -> None:
+    out = run_child_json("lanes_thread_start_fails", env={"NEST_JOBLIB_CPUS": "3"}, timeout=120)
+    assert out["refused"] >= 1
+    assert out["error"] is None
+    assert out["results"] == list(range(6))
+    assert out["freed"] is True
+
+
+def test_an_interrupted_recall_leaves_no_standby_mark() -> None:
+    out = run_child_json("standby_recall_interrupted", timeout=60)
+    assert out == {"made": True, "interrupted": True, "left": False}

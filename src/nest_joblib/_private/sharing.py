@@ -35,6 +35,7 @@ the challenge and a separate ask; with this, about 20 ms.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import itertools
 import logging
@@ -116,7 +117,12 @@ class Offer:
         except OSError:
             self._sock.close()
             raise
-        threading.Thread(target=self._accept, name="nest-joblib-offer", daemon=True).start()
+        try:
+            threading.Thread(target=self._accept, name="nest-joblib-offer", daemon=True).start()
+        except BaseException:  # no thread can start: no marker may name a socket nobody serves
+            self.close()
+            self._sock.close()
+            raise
 
     def close(self) -> None:
         self._closed = True
@@ -262,6 +268,24 @@ def _address(marker: str) -> str | None:
     return "\0" + name if name else None
 
 
+def _remove_refused(marker: str, address: str) -> None:
+    """Remove the marker of an offer whose socket refused a connection: nobody serves it.
+
+    A call whose process was killed (joblib aborting the top-level call kills
+    its workers) never closes its offer; its marker would stay for the life
+    of the tree, and every helper would try it every 5 ms. On Linux a refusal
+    proves the offer gone: its socket listens before its marker is written
+    (an empty marker, not written yet, names no address and is never tried),
+    and a closing offer removes its marker before it stops listening.
+    Elsewhere the marker is the socket, bound before it listens: a refusal
+    may come from an offer about to listen, so it stays. The marker is read
+    again first: one that names another socket now is another offer's.
+    """
+    if _ABSTRACT and _address(marker) == address:
+        with contextlib.suppress(OSError):
+            os.unlink(marker)
+
+
 def help_once(budget: Budget, stop: Callable[[], bool]) -> int:
     """One pass over the offers, running their tasks here until ``stop()``.
 
@@ -277,6 +301,9 @@ def help_once(budget: Budget, stop: Callable[[], bool]) -> int:
             continue
         try:
             conn = _connect(address, budget.ref.key)  # asks for a first task
+        except ConnectionRefusedError:  # the call is over, or its process is gone
+            _remove_refused(marker, address)
+            continue
         except (OSError, AuthenticationError):  # the call is over
             continue
         with conn:

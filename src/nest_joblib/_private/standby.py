@@ -133,11 +133,12 @@ class Spares:
             mark, self._mark = self._mark, None
         if mark is None:
             return
+        # First: an interrupt (Ctrl-C) after this leaves no batch standing by for ever.
+        with contextlib.suppress(OSError):
+            os.unlink(mark)
         calls = _calls()
         with calls.lock:
             calls.pop(mark, None)
-        with contextlib.suppress(OSError):
-            os.unlink(mark)
 
     def _send(self) -> None:
         """A stand-by batch for each worker with nothing to do, while tokens are free."""

@@ -19,6 +19,7 @@ import os
 import threading
 import time
 from concurrent.futures import CancelledError, Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable
 
 from nest_joblib._private import budget as budget_mod
@@ -26,6 +27,7 @@ from nest_joblib._private import contract, process
 from nest_joblib._private.arrays import Pickled
 from nest_joblib._private.batches import Paid
 from nest_joblib._private.budget import Budget, BudgetRef, Token
+from nest_joblib._warnings import warn
 
 from .means import means
 from .queue import LANE, CallQueue, Task
@@ -35,6 +37,12 @@ logger = logging.getLogger("nest_joblib")
 #: A failed lane start is retried after this long, doubling up to the most.
 _RETRY_FIRST = 0.05
 _RETRY_MOST = 2.0
+#: A lane whose process has not answered its first task after this long is given
+#: up (its process ended, its start token freed) and counts as a failed start. A
+#: start takes about 0.5 s: this is for a process that will never answer (stopped,
+#: stuck), which would otherwise hold its token for the life of this process and
+#: keep it from exiting.
+_START_TIMEOUT = 60.0
 
 
 def _warm_up() -> int:
@@ -88,16 +96,15 @@ class Lanes:
     def start(self, env: dict[str, str]) -> Any:
         """A new lane, once its process answers (blocks while it starts).
 
-        A start that fails (no more processes, a process that exits) makes
-        the next one wait, from 50 ms doubling up to 2 s (:meth:`retry_in`).
+        A start that fails (no more processes, a process that exits, one that
+        does not answer within ``_START_TIMEOUT``) makes the next one wait, from
+        50 ms doubling up to 2 s (:meth:`retry_in`).
         """
         began = time.perf_counter()
         try:
             lane = self._start(env)
         except BaseException:
-            with self._lock:
-                self._retry_at = time.monotonic() + self._retry_wait
-                self._retry_wait = min(2 * self._retry_wait, _RETRY_MOST)
+            self.start_failed()
             raise
         with self._lock:
             self._retry_wait = _RETRY_FIRST
@@ -105,6 +112,12 @@ class Lanes:
             self.started += 1
             logger.debug("lane %d of this process is up", self.started)
         return lane
+
+    def start_failed(self) -> None:
+        """A lane could not start: the next start waits (:meth:`retry_in`)."""
+        with self._lock:
+            self._retry_at = time.monotonic() + self._retry_wait
+            self._retry_wait = min(2 * self._retry_wait, _RETRY_MOST)
 
     def _start(self, env: dict[str, str]) -> Any:
         with self._lock:
@@ -123,8 +136,13 @@ class Lanes:
             lane = contract.new_lane(env, process.exit_with_parent, (os.getpid(),))
             self._starting.add(lane)
         try:
-            lane.submit(_warm_up).result()
-        except BaseException:
+            lane.submit(_warm_up).result(timeout=_START_TIMEOUT)
+        except BaseException as exc:
+            if isinstance(exc, FutureTimeout):
+                warn(
+                    f"a lane's process did not answer within {_START_TIMEOUT:g} s of its start: "
+                    "it is ended, and the nested call's tasks run elsewhere"
+                )
             # loky may fail a first submit after it spawned the process: at
             # exit on Python 3.13 its atexit hook is refused once threading
             # shuts down, before this process's finalizers run. End that
@@ -137,9 +155,23 @@ class Lanes:
                 self._starting.discard(lane)
         return lane
 
-    def submit(self, lane: Any, func: Callable[[], Any]) -> Future[Any]:
+    def submit(
+        self, lane: Any, func: Callable[[], Any], forget: Callable[[], None] | None = None
+    ) -> Future[Any]:
+        """Run ``func`` in ``lane``, given back idle once it is done.
+
+        ``forget()`` runs first, in the same callback: whoever would kill
+        ``lane`` for this task (a call that is aborted) lets go of it before
+        the lane is idle, where another call may take it.
+        """
         future: Future[Any] = lane.submit(func)
-        future.add_done_callback(lambda _: self.give_back(lane))
+
+        def done(_: Future[Any]) -> None:
+            if forget is not None:
+                forget()
+            self.give_back(lane)
+
+        future.add_done_callback(done)
         return future
 
     def discard(self, lane: Any) -> None:
@@ -231,7 +263,11 @@ class LaneFeeder:
             elif self._worth_a_new_lane():
                 with queue.cond:  # the token pays for the start; tasks stay queued meanwhile
                     queue.starting += 1
-                self._start(self._start_lane, "lane-start", token)
+                try:
+                    self._start(self._start_lane, "lane-start", token)
+                except Exception as exc:  # no thread can start ("can't start new thread")
+                    lanes().start_failed()
+                    self._not_started(token, exc)
             else:
                 token.release()
                 queue.wait(lambda: False, _POLL_MAX)
@@ -245,16 +281,20 @@ class LaneFeeder:
         try:
             lane = lanes().start(self._env)
         except BaseException as exc:  # cannot start processes now: back off, stay inline
-            logger.debug("could not start a lane: %r", exc)
-            with self._queue.cond:
-                self._queue.starting -= 1
-                self._queue.cond.notify_all()
-            token.release()
+            self._not_started(token, exc)
             return
         # The token that paid for the start runs the lane's first task: released
         # in between, it would look free, and a sibling call elsewhere in the
         # tree would start a lane of its own on it while this one waits.
         self._send(lane, token, started=True)
+
+    def _not_started(self, token: Token, exc: BaseException) -> None:
+        """A lane start for this call failed (it backs off): its token is free, its tasks stay."""
+        logger.debug("could not start a lane: %r", exc)
+        with self._queue.cond:
+            self._queue.starting -= 1
+            self._queue.cond.notify_all()
+        token.release()
 
     def _send(self, lane: Any, token: Token, started: bool = False) -> None:
         """Run the next task that may leave this process in ``lane``, on ``token``.
@@ -271,22 +311,28 @@ class LaneFeeder:
             lanes().give_back(lane)
             return
         try:
-            remote = lanes().submit(lane, Paid(Pickled(payload), self._ref))
+            remote = lanes().submit(
+                lane, Paid(Pickled(payload), self._ref), functools.partial(self._forget, task)
+            )
         except BaseException as exc:  # the lane died while idle: the task never ran
             logger.debug("a lane was gone (%r): its task goes back to the queue", exc)
             token.release()
             lanes().discard(lane)
             queue.put_back(task, LANE)
             return
-        with queue.cond:
+        with queue.cond:  # not done yet: its _forget comes after this (it waits for the lock)
             if not remote.done():
                 self._running[task] = lane
         remote.add_done_callback(functools.partial(self._done, task, token))
 
-    def _done(self, task: Task, token: Token, remote: Future[Any]) -> None:
-        token.release()
+    def _forget(self, task: Task) -> None:
+        """``task``'s lane is done with it: an abort of this call no longer kills that lane."""
         with self._queue.cond:
             self._running.pop(task, None)
+
+    def _done(self, task: Task, token: Token, remote: Future[Any]) -> None:
+        # The lane is idle by now (see Lanes.submit), and no longer ours to kill.
+        token.release()
         if remote.cancelled():
             self._queue.finish(task, LANE, False, CancelledError())
             return

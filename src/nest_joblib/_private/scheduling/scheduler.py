@@ -62,9 +62,13 @@ class Scheduler:
             else None
         )
         _calls().add(self)
-        self._thread(self._local.run_inline, "inline")
-        if self._feeder is not None:
-            self._thread(self._feeder.run, "feeder")
+        try:
+            self._thread(self._local.run_inline, "inline")
+            if self._feeder is not None:
+                self._thread(self._feeder.run, "feeder")
+        except BaseException:  # no thread can start: the call fails, its offer goes
+            self.close(cancel=True)
+            raise
 
     @property
     def placed_elsewhere(self) -> int:
@@ -93,7 +97,9 @@ class Scheduler:
         """Start a thread of this call that never dies silently.
 
         An unexpected error in it fails the call's queued tasks with that
-        error, which the nested ``Parallel`` then raises.
+        error, which the nested ``Parallel`` then raises. A thread that cannot
+        start (``RuntimeError: can't start new thread``) raises here: what the
+        caller meant to hand it (a token) is still the caller's to give back.
         """
 
         def guarded() -> None:
@@ -124,11 +130,31 @@ class Scheduler:
         return lanes().submit(lane, Paid(Pickled(payload), self._ref)).result()  # gives it back
 
 
-def _calls() -> weakref.WeakSet[Scheduler]:
-    """The nested calls of this process that are not over (for ``info()``)."""
-    return process.entry("nested calls", weakref.WeakSet)
+class _Calls:
+    """The nested calls of this process that are not over (for ``info()``).
+
+    Calls are added from any thread: iterating a ``WeakSet`` while another
+    thread adds to it raises "Set changed size during iteration" (a call that
+    is collected meanwhile is not a change: the set defers that removal).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: weakref.WeakSet[Scheduler] = weakref.WeakSet()
+
+    def add(self, call: Scheduler) -> None:
+        with self._lock:
+            self._calls.add(call)
+
+    def now(self) -> list[Scheduler]:
+        with self._lock:
+            return list(self._calls)
+
+
+def _calls() -> _Calls:
+    return process.entry("nested calls", _Calls)
 
 
 def placed_elsewhere() -> int:
     """Tasks that nested calls of this process have placed in other processes right now."""
-    return sum(call.placed_elsewhere for call in list(_calls()))
+    return sum(call.placed_elsewhere for call in _calls().now())
