@@ -109,3 +109,13 @@ def test_a_lane_start_thread_that_cannot_start_frees_its_token() -> None:
 def test_an_interrupted_recall_leaves_no_standby_mark() -> None:
     out = run_child_json("standby_recall_interrupted", timeout=60)
     assert out == {"made": True, "interrupted": True, "left": False}
+
+
+def test_a_top_level_call_that_ends_hands_its_tokens_to_one_that_runs_uncovered() -> None:
+    """Two top-level calls from two threads of the root, on a budget of 2: the first holds
+    both tokens while the second's batches wait; a hook ends the first. Its tokens cover
+    the second's batches at once: no nested call sees them free and starts lanes."""
+    for _ in range(2):
+        out = run_child_json("budget_overlapping_calls", env={"NEST_JOBLIB_CPUS": "2"})
+        assert out["leaves"] == 8
+        assert out["peak"] <= 2

@@ -23,7 +23,7 @@ from concurrent.futures import CancelledError, Future
 from typing import Any, Callable
 
 from . import budget as budget_mod
-from . import contract
+from . import contract, process
 from .batches import Paid
 from .budget import BudgetRef, Token
 from .relay import Relay
@@ -55,6 +55,8 @@ class TopLevelPool:
         self._reserved = 0
         self._started = False
         self._relay = Relay()
+        if ref is not None:
+            _pools().add(self)
         self._spares = (
             None if ref is None else Spares(ref, workers, self._send_covered, self._relay.run)
         )
@@ -112,7 +114,8 @@ class TopLevelPool:
         if not counted:
             with self._lock:
                 self._in_flight += 1
-                self._cover()
+                surplus = self._cover()
+            _hand_over(surplus, self)
         try:
             job = contract.loky_submit(self._backend, Paid(func, self._ref), callback)
         except BaseException:  # the pool refused it (a worker died a moment before)
@@ -129,10 +132,13 @@ class TopLevelPool:
                 return None
             self._in_flight += 1
             self._cover()
-            if len(self._tokens) < min(self._in_flight, self._workers):  # no CPU free for it
+            sent = len(self._tokens) >= min(self._in_flight, self._workers)
+            if not sent:  # no CPU free for it
                 self._in_flight -= 1
-                self._cover()
-                return None
+                surplus = self._cover()
+        if not sent:
+            _hand_over(surplus, self)
+            return None
         return self._send(func, counted=True)
 
     def _finished(self, _: Any) -> None:
@@ -140,20 +146,36 @@ class TopLevelPool:
         # worker that moves on keeps its token.
         with self._lock:
             self._in_flight -= 1
-            self._cover()
+            surplus = self._cover()
+        _hand_over(surplus, self)
 
-    def _cover(self) -> None:
-        """Hold one token per batch running in the pool, up to the budget (under the lock)."""
+    def _wanted(self) -> int:
+        return min(max(self._in_flight, self._reserved), self._workers)
+
+    def _cover(self) -> list[Token]:
+        """Hold one token per batch running in the pool, up to the budget (under the lock).
+
+        The tokens it no longer needs are taken out and returned, still held,
+        for :func:`_hand_over` (outside the lock).
+        """
         assert self._ref is not None
-        want = min(max(self._in_flight, self._reserved), self._workers)
+        want = self._wanted()
+        surplus = []
         while len(self._tokens) > want:
-            self._tokens.pop().release()
+            surplus.append(self._tokens.pop())
         budget = budget_mod.budget_for(self._ref)
         while len(self._tokens) < want:
             token = budget.try_acquire()
             if token is None:  # held elsewhere: this batch runs as in plain joblib
                 break
             self._tokens.append(token)
+        return surplus
+
+    def _take_over(self, tokens: list[Token]) -> None:
+        """Cover batches of this call that run on no token with ``tokens`` (some of them)."""
+        with self._lock:
+            while tokens and len(self._tokens) < self._wanted():
+                self._tokens.append(tokens.pop())
 
     @contextlib.contextmanager
     def retrieval_context(self) -> Iterator[None]:
@@ -167,17 +189,40 @@ class TopLevelPool:
     def _unreserve(self) -> None:
         with self._lock:
             self._reserved = 0
-            self._cover()
+            surplus = self._cover()
+        _hand_over(surplus, self)
 
     def terminate(self) -> None:
         if self._ref is not None:
             self._unreserve()
+            _pools().discard(self)
         self._plain.terminate()
 
     def abort_everything(self, ensure_ready: bool) -> None:
         if self._ref is not None:
             self._unreserve()
         self._plain.abort_everything(ensure_ready=ensure_ready)
+
+
+def _pools() -> process.Live[TopLevelPool]:
+    """The top-level calls of this process (threads of the root may run several at once)."""
+    return process.entry("top-level pools", process.Live)
+
+
+def _hand_over(tokens: list[Token], giver: TopLevelPool) -> None:
+    """Tokens ``giver`` no longer needs: to another top-level call of this process
+    whose batches run on no token, else back to the budget.
+
+    They pass from hand to hand, never free: a nested call in a worker of the
+    other call, which took over loky's workers from ``giver``, would otherwise
+    see them free and start lanes beside those workers.
+    """
+    if tokens:
+        for pool in _pools().now():
+            if pool is not giver and pool._ref == giver._ref and tokens:
+                pool._take_over(tokens)
+    for token in tokens:
+        token.release()
 
 
 def _settle(job: Future[Any], batch: Future[Any]) -> None:

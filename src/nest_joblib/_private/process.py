@@ -18,7 +18,8 @@ import os
 import select
 import threading
 import time
-from typing import Any, Callable, TypeVar
+import weakref
+from typing import Any, Callable, Generic, TypeVar
 
 _T = TypeVar("_T")
 
@@ -36,6 +37,31 @@ def entry(name: str, make: Callable[[], _T]) -> _T:
         if name not in _entries:
             _entries[name] = make()
         return _entries[name]  # type: ignore[no-any-return]
+
+
+class Live(Generic[_T]):
+    """The live objects of one kind in this process (an entry's value), from any thread.
+
+    Iterating a ``WeakSet`` while another thread adds to it raises "Set
+    changed size during iteration"; an object collected meanwhile is no
+    change (the set defers that removal). So every access takes one lock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: weakref.WeakSet[_T] = weakref.WeakSet()
+
+    def add(self, item: _T) -> None:
+        with self._lock:
+            self._items.add(item)
+
+    def discard(self, item: _T) -> None:
+        with self._lock:
+            self._items.discard(item)
+
+    def now(self) -> list[_T]:
+        with self._lock:
+            return list(self._items)
 
 
 def _after_fork_in_child() -> None:

@@ -185,9 +185,11 @@ class Lanes:
         lane.shutdown(wait=False, kill_workers=True)
 
     def give_back(self, lane: Any) -> None:
+        # Runs on the lane's manager thread, which must not call into loky (see
+        # ..relay). Nothing to shut down here: a killed lane was shut down by
+        # whoever killed it, and loky ends a broken executor itself.
         if getattr(lane, "_nest_joblib_killed", False) or contract.executor_broken(lane):
-            lane.shutdown(wait=False)  # make a new lane next time
-            return
+            return  # a new lane starts next time
         with self._lock:
             self._idle.append(lane)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import weakref
 from concurrent.futures import Future
 from typing import Any, Callable
 
@@ -130,29 +129,9 @@ class Scheduler:
         return lanes().submit(lane, Paid(Pickled(payload), self._ref)).result()  # gives it back
 
 
-class _Calls:
-    """The nested calls of this process that are not over (for ``info()``).
-
-    Calls are added from any thread: iterating a ``WeakSet`` while another
-    thread adds to it raises "Set changed size during iteration" (a call that
-    is collected meanwhile is not a change: the set defers that removal).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._calls: weakref.WeakSet[Scheduler] = weakref.WeakSet()
-
-    def add(self, call: Scheduler) -> None:
-        with self._lock:
-            self._calls.add(call)
-
-    def now(self) -> list[Scheduler]:
-        with self._lock:
-            return list(self._calls)
-
-
-def _calls() -> _Calls:
-    return process.entry("nested calls", _Calls)
+def _calls() -> process.Live[Scheduler]:
+    """The nested calls of this process that are not over (for ``info()``)."""
+    return process.entry("nested calls", process.Live)
 
 
 def placed_elsewhere() -> int:
