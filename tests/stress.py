@@ -3,6 +3,7 @@
     python tests/stress.py --seeds 0:200           # the CI set (tox -e stress runs it)
     python tests/stress.py --seeds 1000:3000 -k    # more; -k: go on after a failure
     python tests/stress.py --seed 17 --show        # print one program (to replay: --seed 17)
+    python tests/stress.py --family widths --hangs plain,plugin --repeat 50   # hang counts
 
 A seed makes one program (:func:`generate`): a tree of ``Parallel`` calls up to
 three levels deep whose leaves compute, sleep, raise, read a numpy array above
@@ -11,9 +12,12 @@ three levels deep whose leaves compute, sleep, raise, read a numpy array above
 ``prefer="threads"``, ``return_as`` list, generator and generator_unordered,
 generators broken off early, errors caught at some levels and not at others,
 and tasks that run two nested calls from two threads of their own. The seed
-also draws the budget (``NEST_JOBLIB_CPUS``, 1 to 4). Calls below such threads
-that may start loky workers all take one ``n_jobs`` (:func:`_one_width`):
-with two, plain joblib itself deadlocks now and then.
+also draws the budget (``NEST_JOBLIB_CPUS``, 1 to 4). Two shapes users write
+that a random draw makes rarely are given to every twentieth seed
+(:func:`_family`): a top-level thread pool that an error aborts while its
+tasks run nested calls, and a task whose two threads make calls of two widths
+(for plain joblib, two top-level calls that share one loky executor and
+resize it under each other).
 
 Each program runs in a fresh interpreter twice, one run at a time:
 ``NEST_JOBLIB=0`` (plain joblib), then the plugin, each with a private
@@ -74,15 +78,6 @@ BUILTIN_ERRORS = ("ValueError", "KeyError", "ZeroDivisionError")
 PLAIN_TIMEOUT = 30.0
 PLAIN_ATTEMPTS = 3
 
-#: A known failure, not fixed yet: why it is one (see :func:`known_failure`).
-EXIT_HANG = (
-    "not fixed yet: the program exits while nested calls of its aborted top-level thread pool "
-    "still run, and at exit CPython's ThreadPool finalizer (Pool._terminate_pool) waits for a "
-    "pool's worker handler that never ends: program 188 hung so in 1 of 480 runs under plain "
-    "joblib, 6 of 60 under the plugin (2 of 50 with lanes switched off)"
-)
-
-
 # -- the generator --------------------------------------------------------------------------
 
 
@@ -100,7 +95,7 @@ def generate(seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     room = _Room()
     call = _call(rng, room, depth=0)
-    _one_width(call, [])
+    _family(seed, rng, room, call)
     return {
         "seed": seed,
         "budget": rng.randint(1, 4),
@@ -168,25 +163,66 @@ def _task(rng: random.Random, room: _Room, depth: int) -> dict[str, Any]:
     return {"kind": "sleep", "seconds": round(rng.uniform(0.02, 0.1), 3)}
 
 
-def _one_width(call: dict[str, Any], first: list[int], below_threads: bool = False) -> None:
-    """Calls below threads of a task that may start loky workers: all get the first one's n_jobs.
+#: Seeds shaped as a family (:func:`_family`), by their remainder modulo 20.
+ABORTED_THREAD_POOL, TWO_WIDTHS = 7, 13
 
-    For plain joblib such a call is a top-level call of its process (the nesting
-    context is per thread), so two of them at once share the process's one loky
-    executor. With two widths, joblib deadlocks now and then: one call resizes
-    the executor, which waits for the other call's jobs to end, whose callbacks
-    wait for that call's lock, held by its thread while it waits to submit until
-    the resize is over. Programs 33 and 170 hung plain joblib in 3 of 40 and 2
-    of 25 runs that way. Done after the draws, so other programs stay the same.
+
+def _family(seed: int, rng: random.Random, room: _Room, call: dict[str, Any]) -> None:
+    """Shape the program of ``seed`` as one of two families, drawn after the rest.
+
+    - :data:`ABORTED_THREAD_POOL`: the top-level call is a thread pool
+      (``n_jobs=-1``, a generator) that an error aborts while its tasks run
+      nested calls, and the program exits while they still run.
+    - :data:`TWO_WIDTHS`: a task starts two threads whose calls have two widths
+      (``n_jobs=-1`` and 4); for plain joblib, two top-level calls on one loky
+      executor, each resizing it under the other.
+
+    Drawn after the rest of the program, so the other seeds' programs stay
+    as they were.
     """
+    if seed % 20 == ABORTED_THREAD_POOL:
+        call.update(prefer="threads", n_jobs=-1, return_as="generator")
+        call.pop("take", None)
+        nested = _call(rng, room, 1)
+        nested["prefer"] = "threads"  # joblib's own thread pool, still running at exit
+        error = {"kind": "raise", "error": "ValueError"}
+        call["tasks"][:0] = [{"kind": "call", "call": nested}, error]
+    elif seed % 20 == TWO_WIDTHS:
+        calls = [_call(rng, room, 1) for _ in range(2)]
+        for sub, width in zip(calls, (-1, 4)):
+            sub["n_jobs"] = width
+            sub.pop("prefer", None)
+        call["tasks"].insert(
+            rng.randrange(len(call["tasks"]) + 1), {"kind": "threads", "calls": calls}
+        )
+        if _may_raise(call) or _has_timeout(call):
+            call.pop("take", None)
+
+
+def in_family(program: dict[str, Any], family: str) -> bool:
+    """Whether ``program`` is of ``family`` (``aborted`` or ``widths``), shaped so or drawn so."""
+    call = program["call"]
+    if family == "aborted":
+        return (
+            call.get("prefer") == "threads"
+            and call["n_jobs"] not in (None, 1)
+            and _may_raise(call)
+            and any(_subcalls(task) for task in call["tasks"])
+        )
+    widths = {2 if n == -1 else n for n in _widths_below_threads(call)}  # -1: 2 CPUs here
+    return len(widths) > 1
+
+
+def _widths_below_threads(call: dict[str, Any], below: bool = False) -> list[int]:
+    """``n_jobs`` of the calls below threads of a task that may start loky workers."""
+    found = []
     for task in call["tasks"]:
-        threads = below_threads or task["kind"] == "threads"
+        threads = below or task["kind"] == "threads"
         for sub in _subcalls(task):
-            if threads and sub["n_jobs"] not in (None, 1):
-                if not first:
-                    first.append(sub["n_jobs"])
-                sub["n_jobs"] = first[0]
-            _one_width(sub, first, threads)
+            if threads and sub["n_jobs"] not in (None, 1) and sub.get("prefer") != "threads":
+                found.append(sub["n_jobs"])
+            found += _widths_below_threads(sub, threads)
+    return found
 
 
 def _subcalls(task: dict[str, Any]) -> list[dict[str, Any]]:
@@ -221,23 +257,6 @@ def raised_inside(call: dict[str, Any]) -> set[str]:
 def escaping(call: dict[str, Any]) -> set[str]:
     """Classes of the exceptions that may come out of the task that runs ``call``."""
     return set() if call.get("catch") else raised_inside(call)
-
-
-def known_failure(program: dict[str, Any], problems: list[str]) -> str | None:
-    """Why ``problems`` are a known failure of ``program`` (``None``: they are not).
-
-    A hang of a program whose top-level thread pool may be aborted by an error
-    while its tasks run nested calls: :data:`EXIT_HANG`.
-    """
-    call = program["call"]
-    aborted_threads = (
-        call.get("prefer") == "threads"
-        and call["n_jobs"] not in (None, 1)
-        and _may_raise(call)
-        and any(_subcalls(task) for task in call["tasks"])
-    )
-    hung = bool(problems) and problems[0].startswith("hung")
-    return EXIT_HANG if aborted_threads and hung else None
 
 
 def _may_raise(call: dict[str, Any]) -> bool:
@@ -576,6 +595,25 @@ def _seeds(text: str) -> range:
     return range(int(start), int(stop)) if stop else range(int(start), int(start) + 1)
 
 
+def count_hangs(seeds: list[int], modes: list[str], repeat: int) -> int:
+    """Run each program ``repeat`` times in each mode alone; print how often each hung."""
+    print("| program | budget | " + " | ".join(f"{m}: hung" for m in modes) + " |")
+    print("| --- | --- |" + " --- |" * len(modes))
+    for seed in seeds:
+        program = generate(seed)
+        hung = dict.fromkeys(modes, 0)
+        for _ in range(repeat):
+            for mode in modes:
+                workdir = Path(tempfile.mkdtemp(prefix=f"stress-{seed}-"))
+                try:
+                    hung[mode] += run(program, mode, workdir, timeout=PLAIN_TIMEOUT)["hung"]
+                finally:
+                    shutil.rmtree(workdir, ignore_errors=True)
+        cells = " | ".join(f"{hung[m]} of {repeat}" for m in modes)
+        print(f"| {seed} | {program['budget']} | {cells} |", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=_seeds, default=range(0, 200), help="START:STOP")
@@ -585,8 +623,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show", action="store_true", help="print the program, run nothing")
     parser.add_argument("-k", "--keep-going", action="store_true", help="go on after a failure")
     parser.add_argument("--keep", type=Path, help="keep each run's files under this directory")
+    parser.add_argument("--family", choices=["aborted", "widths"], help="only its programs")
+    parser.add_argument(
+        "--hangs", metavar="MODES", help="count hangs only: plain,plugin (each mode alone)"
+    )
     args = parser.parse_args(argv)
     seeds = range(args.seed, args.seed + 1) if args.seed is not None else args.seeds
+    if args.family:
+        seeds = [s for s in seeds if in_family(generate(s), args.family)]
+    if args.hangs:
+        return count_hangs(list(seeds), args.hangs.split(","), args.repeat)
     if args.show:
         for seed in seeds:
             print(json.dumps(generate(seed), indent=1))
@@ -599,10 +645,8 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     for seed in [s for s in seeds for _ in range(args.repeat)]:
         program, problems = run_program(seed, args.keep, given)
-        known = known_failure(program, problems)
-        status = "ok" if not problems else ("known failure: " + known if known else "FAILED")
-        print(f"program {seed}: {status}", flush=True)
-        if problems and not known:
+        print(f"program {seed}: {'FAILED' if problems else 'ok'}", flush=True)
+        if problems:
             failed += 1
             print(report(seed, program, problems), flush=True)
             if not args.keep_going:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from stress import known_failure, report, run_program
+from stress import report, run_program
 
 pytestmark = [pytest.mark.stress, pytest.mark.timeout(180)]
 
@@ -21,7 +21,4 @@ SEEDS = range(200)
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_generated_program_behaves_as_under_plain_joblib(seed: int) -> None:
     program, problems = run_program(seed)
-    known = known_failure(program, problems)
-    if known:
-        pytest.xfail(known)
     assert not problems, report(seed, program, problems)
