@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 from . import budget as budget_mod
-from . import contract
+from . import contract, process
 from .batches import Paid
 from .budget import BudgetRef, Token
 from .standby import Spares
@@ -64,6 +64,8 @@ class TopLevelPool:
     def submit(self, func: Callable[[], Any], callback: Callable[..., Any] | None) -> Any:
         if self._ref is None:
             return contract.loky_submit(self._backend, func, callback)
+        if process.tracing is not None:
+            process.tracing.submitted(func, self, 0)
         if not self._started:
             self._started = True
             self._reserved = self._workers
@@ -83,13 +85,16 @@ class TopLevelPool:
             with self._lock:
                 self._in_flight += 1
                 self._cover()
+        paid = Paid(func, self._ref)
         try:
-            job = contract.loky_submit(self._backend, Paid(func, self._ref), callback)
+            job = contract.loky_submit(self._backend, paid, callback)
         except BaseException:  # the pool refused it (a worker died a moment before)
             self._unreserve()
             self._finished(None)
             raise
         job.add_done_callback(self._finished)
+        if process.tracing is not None:
+            process.tracing.sent(paid, job)
         return job
 
     def _send_covered(self, func: Callable[[], Any]) -> Any | None:
@@ -145,6 +150,8 @@ class TopLevelPool:
         self._plain.terminate()
 
     def abort_everything(self, ensure_ready: bool) -> None:
+        if process.tracing is not None:
+            process.tracing.instant("call aborted", level=0)
         if self._ref is not None:
             self._unreserve()
         self._plain.abort_everything(ensure_ready=ensure_ready)

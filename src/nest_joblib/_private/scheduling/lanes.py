@@ -104,6 +104,8 @@ class Lanes:
             self.start_seconds = time.perf_counter() - began
             self.started += 1
             logger.debug("lane %d of this process is up", self.started)
+        if process.tracing is not None:
+            process.tracing.instant("lane started", start_seconds=self.start_seconds)
         return lane
 
     def _start(self, env: dict[str, str]) -> Any:
@@ -221,6 +223,8 @@ class LaneFeeder:
         while queue.wait(self._wanted):
             pause = lanes().retry_in()  # a lane start failed a moment ago
             token = None if pause > 0 else self._budget.try_acquire()
+            if process.tracing is not None:
+                process.tracing.cpu_wait(self, token is not None)
             if token is None:  # every CPU is held: another process frees one
                 queue.wait(lambda: False, pause or next(delays))
                 continue
@@ -270,8 +274,9 @@ class LaneFeeder:
             token.release()
             lanes().give_back(lane)
             return
+        paid = Paid(Pickled(payload), self._ref, "lane")
         try:
-            remote = lanes().submit(lane, Paid(Pickled(payload), self._ref))
+            remote = lanes().submit(lane, paid)
         except BaseException as exc:  # the lane died while idle: the task never ran
             logger.debug("a lane was gone (%r): its task goes back to the queue", exc)
             token.release()
@@ -282,6 +287,8 @@ class LaneFeeder:
             if not remote.done():
                 self._running[task] = lane
         remote.add_done_callback(functools.partial(self._done, task, token))
+        if process.tracing is not None:
+            process.tracing.sent(paid, remote)
 
     def _done(self, task: Task, token: Token, remote: Future[Any]) -> None:
         token.release()
