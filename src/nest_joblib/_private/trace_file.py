@@ -59,6 +59,9 @@ class _Merge:
         self.root = 0
         self.tokens: list[tuple[int, int, int, int]] = []  # ts, delta, pid, slot
         self.t0: int | None = None
+        #: Each process's last event: where what it held when it died ends.
+        self.last: dict[int, int] = {}
+        self.token_tracks: set[tuple[int, int]] = set()
 
     def read(self, found: Iterable[tuple[int, list[Event]]]) -> None:
         found = list(found)
@@ -75,6 +78,7 @@ class _Merge:
         assert self.t0 is not None
         t0, role, opened = self.t0, "process", {}
         last = max((r["ts"] for r in records if isinstance(r.get("ts"), int)), default=t0) - t0
+        self.last[pid] = last
         for r in records:
             kind = r.get("k")
             if kind == "proc":
@@ -137,21 +141,44 @@ class _Merge:
 
     def counters(self) -> None:
         """The tokens held in the tree, and the processes computing, over time."""
-        held: set[tuple[int, int]] = set()
+        held: dict[tuple[int, int], int] = {}
         count = 0
         for ts, delta, pid, slot in sorted(self.tokens, key=lambda t: (t[0], t[1])):
             key = (pid, slot)
             if delta > 0 and key not in held:
-                held.add(key)
+                held[key] = ts
             elif delta < 0 and key in held:  # one held before the trace began is not counted
-                held.discard(key)
+                self._held(pid, slot, held.pop(key), ts)
             else:
                 continue
             count += delta
             self._counter("tokens held", ts, {"tokens": count})
+        for (pid, slot), since in held.items():  # its holder died: the kernel freed it
+            self._held(pid, slot, since, max(self.last.get(pid, since), since))
+        self._processes_computing()
+
+    def _held(self, pid: int, slot: int, start: int, end: int) -> None:
+        """A token's holding, on its holder's track "tokens held" (thread 0)."""
+        self.events.append(
+            {
+                "name": f"token {slot}",
+                "cat": "token",
+                "ph": "X",
+                "ts": start,
+                "dur": end - start,
+                "pid": pid,
+                "tid": 0,
+                "args": {"slot": slot},
+            }
+        )
+        if (pid, 0) not in self.token_tracks:
+            self.token_tracks.add((pid, 0))
+            self._meta("thread_name", pid, 0, {"name": "tokens held"})
+
+    def _processes_computing(self) -> None:
         edges = []
         for e in self.events:
-            if e["ph"] == "X":
+            if e["ph"] == "X" and e["cat"] == "task":
                 edges += [(e["ts"], 1, e["pid"]), (e["ts"] + e["dur"], -1, e["pid"])]
         running: dict[int, int] = defaultdict(int)
         for ts, delta, pid in sorted(edges, key=lambda t: (t[0], t[1])):
@@ -240,7 +267,7 @@ def _row(spans: list[tuple[int, int]], span: int) -> str:
 def summary(trace: Event) -> str:
     """A text summary of ``trace``: levels, processes, tokens and a coarse timeline."""
     events = [e for e in trace["traceEvents"] if isinstance(e, dict)]
-    slices = [e for e in events if e.get("ph") == "X"]
+    slices = [e for e in events if e.get("ph") == "X" and e.get("cat") == "task"]
     names = {e["pid"]: e["args"]["name"] for e in events if e.get("name") == "process_name"}
     span = max((e["ts"] + e.get("dur", 0) for e in events if "ts" in e), default=0)
     lines = [f"trace of {len(slices)} tasks in {len(names)} processes over {span / 1e6:.3f} s"]

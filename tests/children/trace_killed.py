@@ -1,0 +1,52 @@
+"""Workers killed mid-task under NEST_JOBLIB_TRACE: one at the top level, one in a lane.
+
+Run with ``NEST_JOBLIB_CPUS=3``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from joblib import Parallel, delayed
+from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+from children.common import busy, emit
+
+
+def die(i: int) -> None:
+    busy(0.1)
+    if i == 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+    busy(0.3)
+
+
+def die_below(caller: int) -> None:
+    """Die in a lane (a process below the caller); compute in the caller itself."""
+    busy(0.05)
+    if os.getpid() != caller:
+        os.kill(os.getpid(), signal.SIGKILL)
+    busy(0.1)
+
+
+def below() -> str:
+    try:
+        caller = os.getpid()
+        Parallel(n_jobs=3)(delayed(die_below)(caller) for _ in range(30))
+    except TerminatedWorkerError:
+        return "terminated"
+    return "survived"
+
+
+def main() -> None:
+    [under] = Parallel(n_jobs=1, backend="loky")(delayed(below)() for _ in range(1))
+    try:
+        Parallel(n_jobs=2)(delayed(die)(i) for i in range(2))
+        top = "survived"
+    except TerminatedWorkerError:
+        top = "terminated"
+    emit({"top": top, "below": under})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""The trace (NEST_JOBLIB_TRACE, nest_joblib.trace()): a known program, slice by slice."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import child_env, last_json, run_child
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="no budget, no trace")
+
+#: The debug line of each lane that came up (see .scheduling.lanes).
+LANE_UP = re.compile(r"lane \d+ of this process is up")
+
+
+def _slices(trace: dict[str, Any], cat: str = "task") -> list[dict[str, Any]]:
+    return [e for e in trace["traceEvents"] if e["ph"] == "X" and e.get("cat") == cat]
+
+
+def _check_tree(trace: dict[str, Any], ran: list[list[Any]], budget: int) -> None:
+    """Every task is one slice where it ran; slices nest; tokens stay within the budget."""
+    slices = _slices(trace)
+    seen = collections.Counter((e["name"], e["args"]["level"], e["pid"]) for e in slices)
+    assert seen == collections.Counter(tuple(r) for r in ran)
+    assert all(e["args"]["ok"] for e in slices)
+    assert {e["args"]["where"] for e in slices} <= {
+        "top-level batch", "inline", "stand-in", "lane", "helper"
+    }  # fmt: skip
+    assert {e["args"]["where"] for e in slices if e["args"]["level"] == 0} == {"top-level batch"}
+    by_thread: dict[tuple[int, int], list[tuple[int, int]]] = collections.defaultdict(list)
+    for e in slices:
+        by_thread[e["pid"], e["tid"]].append((e["ts"], e["ts"] + e["dur"]))
+    for spans in by_thread.values():
+        spans.sort(key=lambda s: (s[0], -s[1]))
+        for i, (a0, a1) in enumerate(spans):
+            for b0, b1 in spans[i + 1 :]:
+                assert b0 >= a1 or (a0 <= b0 and b1 <= a1), ((a0, a1), (b0, b1))
+    holds: dict[int, list[tuple[int, int]]] = collections.defaultdict(list)
+    for e in _slices(trace, "token"):
+        holds[e["args"]["slot"]].append((e["ts"], e["ts"] + e["dur"]))
+    assert holds, "tokens were held"
+    assert set(holds) <= set(range(budget))
+    for spans in holds.values():
+        spans.sort()
+        assert all(b0 >= a1 for (_, a1), (b0, _) in zip(spans, spans[1:])), spans
+    tokens = [e["args"]["tokens"] for e in trace["traceEvents"] if e["name"] == "tokens held"]
+    assert tokens
+    assert min(tokens) >= 0
+    assert max(tokens) <= budget
+    assert trace["otherData"]["budget"] == budget
+    assert trace["otherData"]["dropped_events"] == {}
+
+
+def _names(trace: dict[str, Any]) -> dict[int, str]:
+    return {
+        e["pid"]: e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "process_name"
+    }
+
+
+def _instants(trace: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return [e for e in trace["traceEvents"] if e["ph"] == "i" and e["name"] == name]
+
+
+@pytest.mark.timeout(120)
+def test_every_task_of_every_level_is_one_slice_where_it_ran(tmp_path: Path) -> None:
+    path = tmp_path / "trace.json"
+    env = {"NEST_JOBLIB_TRACE": str(path), "NEST_JOBLIB_CPUS": "3", "NEST_JOBLIB_DEBUG": "1"}
+    proc = run_child("trace_tree", env=env)
+    report = last_json(proc.stdout)
+    trace = json.loads(path.read_text())
+    _check_tree(trace, report["ran"], 3)
+    names = _names(trace)
+    assert names[report["root"]] == f"root {report['root']}"
+    workers = {pid for _, _, pid in report["ran"]} - {report["root"]}
+    assert all(names[pid].endswith(str(pid)) for pid in workers)
+    # One lane-start event for every lane that came up, each with its start time.
+    lanes = _instants(trace, "lane started")
+    assert len(lanes) == len(LANE_UP.findall(proc.stderr))
+    assert all(e["args"]["start_seconds"] > 0 for e in lanes)
+    assert {names[e["pid"]].split()[0] for e in lanes} <= {"top-level", "lane", "root"}
+    lane_tasks = [e for e in _slices(trace) if e["args"]["where"] == "lane"]
+    assert {names[e["pid"]].split()[0] for e in lane_tasks} <= {"lane"}
+    # Nothing but the trace is left beside it.
+    assert sorted(os.listdir(tmp_path)) == ["trace.json"]
+
+
+@pytest.mark.timeout(120)
+def test_the_context_manager_traces_what_runs_inside(tmp_path: Path) -> None:
+    path = tmp_path / "inside.json"
+    report = last_json(
+        run_child(
+            "trace_tree", "context", env={"TRACE_TO": str(path), "NEST_JOBLIB_CPUS": "3"}
+        ).stdout
+    )
+    assert report["path"] == str(path)
+    _check_tree(json.loads(path.read_text()), report["ran"], 3)
+    assert sorted(os.listdir(tmp_path)) == ["inside.json"]
+
+
+@pytest.mark.timeout(120)
+def test_a_killed_worker_still_gets_its_slice_ended(tmp_path: Path) -> None:
+    path = tmp_path / "killed.json"
+    report = last_json(
+        run_child(
+            "trace_killed", env={"NEST_JOBLIB_TRACE": str(path), "NEST_JOBLIB_CPUS": "3"}
+        ).stdout
+    )
+    assert report == {"top": "terminated", "below": "terminated"}
+    trace = json.loads(path.read_text())
+    died = [e for e in _slices(trace) if not e["args"]["ok"]]
+    names = {e["name"] for e in died}
+    assert {"die", "die_below"} <= names, died
+    for e in died:
+        if e["name"] in ("die", "die_below"):
+            assert "ended where its sender saw it" in e["args"]["ended"], e
+    assert sorted(os.listdir(tmp_path)) == ["killed.json"]
+
+
+def _nest_joblib(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nest_joblib", *args],
+        env=child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.timeout(180)
+def test_trace_prints_a_summary_and_merges_what_a_killed_root_left(tmp_path: Path) -> None:
+    path = tmp_path / "trace.json"
+    run_child("trace_tree", env={"NEST_JOBLIB_TRACE": str(path), "NEST_JOBLIB_CPUS": "3"})
+    proc = _nest_joblib("trace", str(path))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "trace of 18 tasks" in out
+    assert re.search(r"^0\s+2\s", out, re.M), out
+    assert re.search(r"^2\s+4\s", out, re.M), out
+    assert "peak tokens held:" in out
+    assert "of a budget of 3" in out
+    rows = [line for line in out.splitlines() if line.startswith(("root", "top-level", "lane"))]
+    assert rows, out
+    assert all(len(line.split()[-1]) == 60 for line in rows), out
+    # A root killed with SIGKILL writes no trace; its parts are merged by `trace PATH`.
+    killed = tmp_path / "killed.json"
+    proc = run_child(
+        "trace_root_killed", env={"NEST_JOBLIB_TRACE": str(killed), "NEST_JOBLIB_CPUS": "3"},
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == -9, proc.stderr
+    assert not killed.exists()
+    assert [p for p in os.listdir(tmp_path) if p.startswith("killed.json.part-")]
+    proc = _nest_joblib("trace", str(killed))
+    assert proc.returncode == 0, proc.stderr
+    assert "merged" in proc.stdout
+    assert "trace of" in proc.stdout
+    assert json.loads(killed.read_text())["traceEvents"]
+    left = sorted(p for p in os.listdir(tmp_path) if p.startswith("killed"))
+    assert left == ["killed.json"], left
+
+
+@pytest.mark.parametrize("content", ["not json", "{}", "[1, 2]", None])
+def test_trace_of_a_file_that_is_no_trace_says_so(tmp_path: Path, content: str | None) -> None:
+    path = tmp_path / "other.json"
+    if content is not None:
+        path.write_text(content)
+    proc = _nest_joblib("trace", str(path))
+    assert proc.returncode == 2
+    assert proc.stdout.strip().splitlines() == [
+        f"{path}: not a trace file (JSON with a traceEvents list)"
+    ]
+
+
+@pytest.mark.timeout(120)
+def test_a_program_that_a_task_runs_writes_a_trace_of_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "trace.json"
+    report = last_json(
+        run_child(
+            "trace_subprogram", env={"NEST_JOBLIB_TRACE": str(path), "NEST_JOBLIB_CPUS": "3"}
+        ).stdout
+    )
+    assert sorted(os.listdir(tmp_path)) == sorted(["trace.json", f"trace.json.{report['inner']}"])
+    outer = json.loads(path.read_text())
+    inner = json.loads((tmp_path / f"trace.json.{report['inner']}").read_text())
+    assert {e["name"] for e in _slices(outer)} == {"run_program"}
+    assert {e["name"] for e in _slices(inner)} == {"getpid"}
