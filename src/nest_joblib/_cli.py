@@ -189,6 +189,9 @@ def run_trace(path: str, out: TextIO) -> int:
     from ._private import trace_file
 
     path = os.path.abspath(path)
+    if trace_file.claimed(path):
+        print(f"{path}: a root still traces to it; its trace lands there when it exits", file=out)
+        return 1
     found = trace_file.parts(path)
     if found:
         trace_file.merge(path)

@@ -22,14 +22,17 @@ def die(i: int) -> None:
 
 
 def die_below(caller: int) -> None:
-    """Die in a lane (a process below the caller); compute in the caller itself."""
+    """Die in a lane (a process below the caller); compute elsewhere (the caller, a helper)."""
     busy(0.05)
-    if os.getpid() != caller:
+    if os.getppid() == caller:
         os.kill(os.getpid(), signal.SIGKILL)
     busy(0.1)
 
 
-def below() -> str:
+def below(i: int) -> str:
+    if i:  # holds the pool's other worker: the nested call's lane takes the third CPU
+        busy(0.5)
+        return "busy"
     try:
         caller = os.getpid()
         Parallel(n_jobs=3)(delayed(die_below)(caller) for _ in range(30))
@@ -39,7 +42,7 @@ def below() -> str:
 
 
 def main() -> None:
-    [under] = Parallel(n_jobs=1, backend="loky")(delayed(below)() for _ in range(1))
+    under, _ = Parallel(n_jobs=2)(delayed(below)(i) for i in range(2))
     try:
         Parallel(n_jobs=2)(delayed(die)(i) for i in range(2))
         top = "survived"

@@ -35,6 +35,30 @@ def parts(target: str) -> list[str]:
     return sorted(p for p in found if p[len(prefix) :].isdigit())
 
 
+def claimed(target: str) -> bool:
+    """Whether a live root traces to ``target`` (it holds ``<target>.claim``).
+
+    A claim that no process holds (its root was killed) is removed.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no tree is traced there
+        return False
+    try:
+        fd = os.open(f"{target}.claim", os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(f"{target}.claim")
+    return False
+
+
 def _records(path: str) -> list[Event]:
     records = []
     with open(path, "rb") as f:
