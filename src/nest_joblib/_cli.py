@@ -82,7 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="write the plugin run's trace to PATH (Chrome Trace Event Format)",
     )
+    _add_trace(commands)
+    return parser
 
+
+def _add_trace(commands: Any) -> None:
     trace = commands.add_parser(
         "trace",
         help="summarize a trace (NEST_JOBLIB_TRACE), merging its parts if its root was killed",
@@ -95,7 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     trace.add_argument("path", metavar="PATH", help="the trace file")
-    return parser
 
 
 def _yes(flag: bool) -> str:
