@@ -195,3 +195,28 @@ def test_a_program_that_a_task_runs_writes_a_trace_of_its_own(tmp_path: Path) ->
     inner = json.loads((tmp_path / f"trace.json.{report['inner']}").read_text())
     assert {e["name"] for e in _slices(outer)} == {"run_program"}
     assert {e["name"] for e in _slices(inner)} == {"getpid"}
+
+
+@pytest.mark.timeout(120)
+def test_off_the_trace_module_is_imported_nowhere(tmp_path: Path) -> None:
+    report = last_json(run_child("trace_tree", env={"NEST_JOBLIB_CPUS": "3"}).stdout)
+    assert report["root_traced"] is False
+    assert {name for name, _, _ in report["ran"]} == {"outer", "middle", "leaf"}
+
+
+def test_a_process_writes_at_most_the_cap_and_counts_what_it_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nest_joblib._private import trace, trace_file
+
+    monkeypatch.setattr(trace, "CAP", 5)
+    target = str(tmp_path / "capped.json")
+    recorder = trace.Recorder(trace_file.part_prefix(target), "root")
+    for i in range(20):
+        recorder.instant("tick", i=i)
+    recorder.close()
+    merged = trace_file.merge(target)
+    assert merged is not None
+    assert len([e for e in merged["traceEvents"] if e["name"] == "tick"]) == 3  # besides the header and the thread name
+    assert merged["otherData"]["dropped_events"] == {str(os.getpid()): 17}
+    assert sorted(os.listdir(tmp_path)) == ["capped.json"]

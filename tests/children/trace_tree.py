@@ -13,10 +13,14 @@ from joblib import Parallel, delayed
 from children.common import busy, emit
 
 Ran = tuple[str, int, int]
+#: Set by the mode "off": each task reports whether its process imported the trace module.
+TRACE_MODULE = "nest_joblib._private.trace"
 
 
 def leaf(seconds: float) -> list[Ran]:
     busy(seconds)
+    if TRACE_MODULE in sys.modules:
+        return [("leaf imported the trace module", 2, os.getpid())]
     return [("leaf", 2, os.getpid())]
 
 
@@ -45,7 +49,8 @@ def main() -> None:
         emit({"ran": [r for rs in results for r in rs], "path": path})
         return
     results = Parallel(n_jobs=2)(delayed(outer)(i) for i in range(2))
-    emit({"ran": [r for rs in results for r in rs], "root": os.getpid()})
+    ran = [r for rs in results for r in rs]
+    emit({"ran": ran, "root": os.getpid(), "root_traced": TRACE_MODULE in sys.modules})
 
 
 if __name__ == "__main__":
