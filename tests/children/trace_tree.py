@@ -12,21 +12,23 @@ from joblib import Parallel, delayed
 
 from children.common import busy, emit
 
-Ran = tuple[str, int, int]
-#: Set by the mode "off": each task reports whether its process imported the trace module.
+#: A task: its function, level and process, and whether that process imported the trace module.
+Ran = tuple[str, int, int, bool]
 TRACE_MODULE = "nest_joblib._private.trace"
+
+
+def _ran(name: str, level: int) -> Ran:
+    return name, level, os.getpid(), TRACE_MODULE in sys.modules
 
 
 def leaf(seconds: float) -> list[Ran]:
     busy(seconds)
-    if TRACE_MODULE in sys.modules:
-        return [("leaf imported the trace module", 2, os.getpid())]
-    return [("leaf", 2, os.getpid())]
+    return [_ran("leaf", 2)]
 
 
 def middle(deeper: bool) -> list[Ran]:
     busy(0.05)
-    ran: list[Ran] = [("middle", 1, os.getpid())]
+    ran: list[Ran] = [_ran("middle", 1)]
     if deeper:
         for below in Parallel(n_jobs=2)(delayed(leaf)(0.05) for _ in range(2)):
             ran += below
@@ -34,7 +36,7 @@ def middle(deeper: bool) -> list[Ran]:
 
 
 def outer(i: int) -> list[Ran]:
-    ran: list[Ran] = [("outer", 0, os.getpid())]
+    ran: list[Ran] = [_ran("outer", 0)]
     for below in Parallel(n_jobs=3)(delayed(middle)(j == 0) for j in range(6)):
         ran += below
     return ran
