@@ -23,6 +23,7 @@ VARIABLES = (
     "NEST_JOBLIB_CPUS",
     "NEST_JOBLIB_DEBUG",
     "NEST_JOBLIB_ABLATE",
+    "NEST_JOBLIB_TRACE",
 )
 ON = ("1", "true", "on", "yes")
 OFF = ("0", "false", "off", "no")

@@ -83,6 +83,7 @@ def test_every_task_of_every_level_is_one_slice_where_it_ran(tmp_path: Path) -> 
     assert all(names[pid].endswith(str(pid)) for pid in workers)
     # One lane-start event for every lane that came up, each with its start time.
     lanes = _instants(trace, "lane started")
+    assert lanes, "the third CPU of the budget starts a lane"
     assert len(lanes) == len(LANE_UP.findall(proc.stderr))
     assert all(e["args"]["start_seconds"] > 0 for e in lanes)
     assert {names[e["pid"]].split()[0] for e in lanes} <= {"top-level", "lane", "root"}
