@@ -28,6 +28,8 @@ from typing import Any, Callable
 
 from joblib.parallel import BatchedCalls
 
+from nest_joblib._warnings import warn
+
 from . import process
 from .trace_file import CAP, merge, part_prefix
 
@@ -71,6 +73,8 @@ class Recorder:
 
     def _write(self, record: dict[str, Any]) -> None:
         with self._lock:
+            if self._fd < 0:  # closed: its number may be another file's by now
+                return
             if self._written >= CAP:
                 self.dropped += 1
                 if self.dropped & (self.dropped - 1):  # a power of two is written
@@ -85,13 +89,15 @@ class Recorder:
 
     def close(self) -> None:
         with self._lock:
+            if self._fd < 0:
+                return
             if self.dropped:
                 line = json.dumps({"k": "dropped", "n": self.dropped}) + "\n"
                 with contextlib.suppress(OSError):
                     os.write(self._fd, line.encode())
             with contextlib.suppress(OSError):
                 os.close(self._fd)
-            self._written = CAP + 1  # nothing more, and nothing more written
+            self._fd = -1
 
     def _tid(self) -> int:
         tid = threading.get_native_id()
@@ -279,6 +285,8 @@ class Session:
         self.recorder.close()
         try:
             merge(self.target)
+        except OSError as exc:  # a full disk, a directory gone: the parts stay for `trace PATH`
+            warn(f"cannot write the trace to {self.target} ({exc}); its parts stay beside it")
         finally:
             _unclaim(self.target, self._claim)
         return self.target

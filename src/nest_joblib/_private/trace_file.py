@@ -138,7 +138,8 @@ class _Merge:
             if end is not None and end >= begin["ts"] - t0:
                 ended = "its process died: ended where its sender saw it"
             else:
-                end, ended = last, "its process died: ended at its last event"
+                end = last
+                ended = "unfinished when merged (its process died, or it still ran): ended there"
             self._slice(pid, begin, end, {"ok": False, "ended": ended})
         self._meta("process_name", pid, 0, {"name": f"{role} {pid}"})
         self._meta("process_sort_index", pid, 0, {"sort_index": _ORDER.get(role, 3)})
