@@ -178,35 +178,38 @@ class Recorder:
         where = _BY_THREAD.get(threading.current_thread().name)
         if where is None and paid is not None:
             where = LANE if paid[1] == "lane" else (BATCH if task.level == 0 else HELPER)
+        with self._lock:
+            self._sends += 1
+            number = self._sends
         record = {
             "k": "B",
-            "id": id(args),
-            "ts": 0,
+            "id": number,
             "tid": self._tid(),
             "name": _name(task.func),
             "level": task.level,
             "call": task.call,
             "where": where or THREAD,
             "send": None if paid is None else paid[2],
+            "ts": now(),
         }
-        with self._lock:
-            self._sends += 1
-            record["id"] = self._sends
-        record["ts"] = now()
-        self._write(record)
+        self._write(record)  # on disk before the task runs
         ok = False
         try:
             value = task.func(*args, **kwargs)
             ok = True
             return value
         finally:
-            self._write({"k": "E", "id": record["id"], "ts": now(), "ok": ok})
+            self._write({"k": "E", "id": number, "ts": now(), "ok": ok})
 
 
 def _name(func: Any) -> str:
-    inner = getattr(func, "func", None)  # functools.partial
-    target = func if inner is None else inner
-    return str(getattr(target, "__qualname__", None) or type(target).__name__)
+    """The task's function: through ``functools.partial`` and scikit-learn's ``delayed`` wrapper."""
+    for _ in range(3):
+        inner = getattr(func, "func", None) or getattr(func, "function", None)
+        if inner is None or not callable(inner):
+            break
+        func = inner
+    return str(getattr(func, "__qualname__", None) or type(func).__name__)
 
 
 class Traced:
