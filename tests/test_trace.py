@@ -128,13 +128,13 @@ def test_a_killed_worker_still_gets_its_slice_ended(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == ["killed.json"]
 
 
-def _nest_joblib(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _nest_joblib(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "nest_joblib", *args],
-        env=child_env(env),
+        env=child_env(),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
     )
 
 
@@ -224,3 +224,15 @@ def test_a_process_writes_at_most_the_cap_and_counts_what_it_dropped(
     )  # besides the header and the thread name
     assert merged["otherData"]["dropped_events"] == {str(os.getpid()): 17}
     assert sorted(os.listdir(tmp_path)) == ["capped.json"]
+
+
+@pytest.mark.timeout(300)
+def test_the_demo_writes_its_trace_and_says_how_to_open_it(tmp_path: Path) -> None:
+    path = tmp_path / "demo.json"
+    proc = _nest_joblib("demo", "--size", "0.01", "--trace", str(path), timeout=300)
+    assert proc.returncode in (0, 1), proc.stderr  # 1: no speed-up on a busy machine
+    assert "ui.perfetto.dev" in proc.stdout
+    assert f"python -m nest_joblib trace {path}" in proc.stdout
+    trace = json.loads(path.read_text())
+    assert {e["args"]["level"] for e in _slices(trace)} == {0, 1}
+    assert sorted(os.listdir(tmp_path)) == ["demo.json"]
