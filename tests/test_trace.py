@@ -213,7 +213,7 @@ def test_a_process_writes_at_most_the_cap_and_counts_what_it_dropped(
 
     monkeypatch.setattr(trace, "CAP", 5)
     target = str(tmp_path / "capped.json")
-    recorder = trace.Recorder(trace_file.part_prefix(target), "root")
+    recorder = trace.Recorder(trace_file.part_prefix(target), "root", "test")
     for i in range(20):
         recorder.instant("tick", i=i)
     recorder.close()

@@ -46,8 +46,9 @@ def main() -> None:
     if sys.argv[1:] == ["context"]:
         import nest_joblib
 
-        with nest_joblib.trace(os.environ["TRACE_TO"]) as path:
-            results = Parallel(n_jobs=2)(delayed(outer)(i) for i in range(2))
+        for _ in range(2):  # the second block's trace replaces the first's
+            with nest_joblib.trace(os.environ["TRACE_TO"]) as path:
+                results = Parallel(n_jobs=2)(delayed(outer)(i) for i in range(2))
         emit({"ran": [r for rs in results for r in rs], "path": path})
         return
     results = Parallel(n_jobs=2)(delayed(outer)(i) for i in range(2))

@@ -44,6 +44,10 @@ BATCH, LANE, HELPER, INLINE, STAND_IN, THREAD = (
 )
 _BY_THREAD = {"nest-joblib-inline": INLINE, "nest-joblib-stand-in": STAND_IN}
 
+#: What a traced Paid carries: the part prefix, the session, where it runs (``batch``
+#: or ``lane``) and its send id.
+Info = tuple[str, str, str, str]
+
 
 def now() -> int:
     """Microseconds on a clock every process of the machine shares."""
@@ -53,9 +57,11 @@ def now() -> int:
 class Recorder:
     """This process's part of one trace: appends events to ``<prefix><pid>``."""
 
-    def __init__(self, prefix: str, role: str) -> None:
+    def __init__(self, prefix: str, role: str, session: str) -> None:
         self.prefix = prefix
         self.role = role
+        #: The root's session: a later one at the same path is another trace.
+        self.session = session
         self.pid = os.getpid()
         self._fd = os.open(f"{prefix}{self.pid}", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._lock = threading.Lock()
@@ -109,8 +115,8 @@ class Recorder:
 
     # -- what senders record -------------------------------------------------------
 
-    def paid(self, where: str, size: int) -> tuple[str, str, str]:
-        """What a :class:`.batches.Paid` carries: the prefix, where it runs, its send id."""
+    def paid(self, where: str, size: int) -> Info:
+        """What a :class:`.batches.Paid` carries (see :data:`Info`)."""
         with self._lock:
             self._sends += 1
             send = f"{self.pid}.{self._sends}"
@@ -118,7 +124,7 @@ class Recorder:
             self._budget = size
         if first:
             self._write({"k": "budget", "size": size})
-        return self.prefix, where, send
+        return self.prefix, self.session, where, send
 
     def sent(self, paid: Any, future: Any) -> None:
         """``paid`` was sent; if its process dies, its task ends when this one sees it."""
@@ -130,7 +136,7 @@ class Recorder:
             if f.cancelled() or f.exception() is None:
                 return
             error = type(f.exception()).__name__
-            self._write({"k": "lost", "send": info[2], "ts": now(), "error": error})
+            self._write({"k": "lost", "send": info[3], "ts": now(), "error": error})
 
         future.add_done_callback(done)
 
@@ -163,7 +169,7 @@ class Recorder:
 
     # -- what runners record -------------------------------------------------------
 
-    def received(self, info: tuple[str, str, str] | None, func: Callable[[], Any]) -> Any:
+    def received(self, info: Info | None, func: Callable[[], Any]) -> Any:
         """Run ``func``, sent here in a traced Paid (``info``), in this thread."""
         local = self._local
         outer = getattr(local, "paid", None)
@@ -177,7 +183,7 @@ class Recorder:
         paid = getattr(self._local, "paid", None)
         where = _BY_THREAD.get(threading.current_thread().name)
         if where is None and paid is not None:
-            where = LANE if paid[1] == "lane" else (BATCH if task.level == 0 else HELPER)
+            where = LANE if paid[2] == "lane" else (BATCH if task.level == 0 else HELPER)
         with self._lock:
             self._sends += 1
             number = self._sends
@@ -189,7 +195,7 @@ class Recorder:
             "level": task.level,
             "call": task.call,
             "where": where or THREAD,
-            "send": None if paid is None else paid[2],
+            "send": None if paid is None else paid[3],
             "ts": now(),
         }
         self._write(record)  # on disk before the task runs
@@ -238,7 +244,7 @@ class Traced:
 # -- processes that receive work ---------------------------------------------------
 
 
-def received(info: tuple[str, str, str] | None, func: Callable[[], Any]) -> Any:
+def received(info: Info | None, func: Callable[[], Any]) -> Any:
     """A Paid ran here: join its trace (or leave an ended one), then run ``func``."""
     recorder = process.tracing
     if info is None:
@@ -246,12 +252,12 @@ def received(info: tuple[str, str, str] | None, func: Callable[[], Any]) -> Any:
             process.tracing = None  # the root's session ended: so does ours
             recorder.close()
         return func()
-    if not isinstance(recorder, Recorder) or recorder.prefix != info[0]:
+    if not isinstance(recorder, Recorder) or recorder.session != info[1]:
         if isinstance(recorder, Recorder) and recorder.role == "root":
             return func()  # a root's own session goes on (a task sent back to it)
-        role = "lane" if info[1] == "lane" else "top-level worker"
+        role = "lane" if info[2] == "lane" else "top-level worker"
         try:
-            fresh = Recorder(info[0], role)
+            fresh = Recorder(info[0], role, info[1])
         except OSError:  # the part cannot be made here: this process goes untraced
             return func()
         process.tracing = fresh
@@ -273,7 +279,8 @@ class Session:
         for stale in glob.glob(glob.escape(self.prefix) + "*"):  # of a run killed before
             with contextlib.suppress(OSError):
                 os.unlink(stale)
-        self.recorder = Recorder(self.prefix, "root")
+        session = f"{os.getpid()}.{time.monotonic_ns()}"
+        self.recorder = Recorder(self.prefix, "root", session)
         self._outer = process.tracing
         self._done = False
         process.tracing = self.recorder
