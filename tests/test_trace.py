@@ -125,6 +125,7 @@ def test_a_killed_worker_still_gets_its_slice_ended(tmp_path: Path) -> None:
         ended = [e["args"]["ended"] for e in died if e["name"] == name]
         assert any("where its sender saw it" in text for text in ended), died
     assert "lane" in {e["args"]["where"] for e in died if e["name"] == "die_below"}
+    assert {e["args"]["level"] for e in _instants(trace, "call aborted")} == {0, 1}
     assert sorted(os.listdir(tmp_path)) == ["killed.json"]
 
 
@@ -236,3 +237,19 @@ def test_the_demo_writes_its_trace_and_says_how_to_open_it(tmp_path: Path) -> No
     trace = json.loads(path.read_text())
     assert {e["args"]["level"] for e in _slices(trace)} == {0, 1}
     assert sorted(os.listdir(tmp_path)) == ["demo.json"]
+
+
+@pytest.mark.timeout(120)
+def test_stand_ins_and_waits_for_a_free_cpu_are_instant_events(tmp_path: Path) -> None:
+    path = tmp_path / "waits.json"
+    # No helpers: the CPU the first outer task frees goes to the second one's lanes.
+    env = {"NEST_JOBLIB_TRACE": str(path), "NEST_JOBLIB_CPUS": "2", "NEST_JOBLIB_ABLATE": "helpers"}
+    assert last_json(run_child("trace_waits", env=env).stdout) == [0, 8]
+    trace = json.loads(path.read_text())
+    stand_ins = _instants(trace, "stand-in started")
+    assert stand_ins, "the naps of the first nested call wait: stand-ins start beside them"
+    ran_by_stand_ins = [e for e in _slices(trace) if e["args"]["where"] == "stand-in"]
+    assert {e["name"] for e in ran_by_stand_ins} == {"nap"}
+    waited = _instants(trace, "task waited for a free CPU")
+    assert waited, "the second nested call's tasks wait for the CPU the first outer task holds"
+    assert all(e["args"]["waited_ms"] > 0 for e in waited)
