@@ -124,9 +124,8 @@ class Scheduler:
         if payload is None:  # it cannot leave this process
             return task.func()
         lane = lanes().take_idle() or lanes().start(self._env)
-        return (
-            lanes().submit(lane, Paid(Pickled(payload), self._ref, "lane")).result()
-        )  # gives it back
+        paid = Paid(Pickled(payload), self._ref, "lane")
+        return lanes().submit(lane, paid).result()  # gives it back
 
 
 def _calls() -> weakref.WeakSet[Scheduler]:
