@@ -34,6 +34,10 @@ target of its own, only naive nesting's time).
 --shapes short,big --repeat 20``, the pairs that tell whether the budget takes at most naive
 nesting's time where the two are close. Without plain, there is no ratio and no target.
 
+``--modes plain,budget,budget+trace`` adds the mode budget+trace: the budget with
+``NEST_JOBLIB_TRACE`` set (a trace file per run, in a temporary directory removed at exit), to
+tell what tracing costs (``--modes budget,budget+trace --shapes short,deep --repeat 6``).
+
 ``--placebo MODULES`` adds the mode plain+imports: plain joblib, every process of which imports
 those modules as well, to tell what a plugin's imports cost from what it does.
 
@@ -278,6 +282,9 @@ OFF = "off:"
 AT = "budget@"
 #: --placebo: plain joblib, every process of which imports these modules first.
 PLACEBO_MODE = "plain+imports"
+#: The budget with NEST_JOBLIB_TRACE set: what tracing costs (only when asked, in --modes).
+TRACE_MODE = "budget+trace"
+_trace_dir: list[str] = []
 #: Modes that run joblib unpatched (NEST_JOBLIB=0).
 UNPATCHED = ("plain", PLACEBO_MODE)
 PLACEBO: list[str] = []
@@ -303,6 +310,8 @@ def mode_env(
         env["NEST_JOBLIB"] = "0"
     elif mode == "naive":
         env["NEST_JOBLIB_CPUS"] = "off"
+    elif mode == TRACE_MODE:
+        env["NEST_JOBLIB_TRACE"] = os.path.join(_trace_directory(), "trace.json")
     elif mode not in ("budget", PLACEBO_MODE) and not mode.startswith((OFF, AT)):
         raise ValueError(mode)
     if mode.startswith(OFF):
@@ -312,6 +321,18 @@ def mode_env(
     if debug:
         env["NEST_JOBLIB_DEBUG"] = "1"
     return env
+
+
+def _trace_directory() -> str:
+    """Where budget+trace runs write their trace (each run replaces the last), removed at exit."""
+    if not _trace_dir:
+        import atexit
+        import shutil
+        import tempfile
+
+        _trace_dir.append(tempfile.mkdtemp(prefix="nesting-trace-"))
+        atexit.register(shutil.rmtree, _trace_dir[0], True)
+    return _trace_dir[0]
 
 
 def calibrate_sorts(seconds: float) -> int:
@@ -662,10 +683,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown shape(s) {', '.join(unknown)}; known: {', '.join(SHAPES)}")
     asked = {m.strip() for m in args.modes.split(",") if m.strip()}
-    if asked - set(MODES) or not asked:
-        what = f"unknown mode(s) {', '.join(sorted(asked - set(MODES)))}" if asked else "no mode"
-        parser.error(f"--modes: {what}; known: {', '.join(MODES)}")
-    args.modes = [m for m in MODES if m in asked]  # in the usual order
+    known_modes = (*MODES, TRACE_MODE)
+    if asked - set(known_modes) or not asked:
+        unknown_modes = ", ".join(sorted(asked - set(known_modes)))
+        what = f"unknown mode(s) {unknown_modes}" if asked else "no mode"
+        parser.error(f"--modes: {what}; known: {', '.join(known_modes)}")
+    args.modes = [m for m in known_modes if m in asked]  # in the usual order
     if args.ablate:
         known = mechanisms()
         names = known if args.ablate == "all" else [n.strip() for n in args.ablate.split(",")]

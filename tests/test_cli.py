@@ -83,7 +83,13 @@ def test_status_json_when_active() -> None:
     assert report["default_backend"] == "nested-loky"
     assert {"nested-loky", "nested-threading"} <= set(report["nested_backends"])
     assert report["environment"] == dict.fromkeys(
-        ("NEST_JOBLIB", "NEST_JOBLIB_BACKENDS", "NEST_JOBLIB_CPUS", "NEST_JOBLIB_DEBUG")
+        (
+            "NEST_JOBLIB",
+            "NEST_JOBLIB_BACKENDS",
+            "NEST_JOBLIB_CPUS",
+            "NEST_JOBLIB_DEBUG",
+            "NEST_JOBLIB_TRACE",
+        )
     )
     assert report["problems"] == []
     assert report["cpu_budget"] == report["joblib_cpu_count"] == joblib.cpu_count()

@@ -23,6 +23,7 @@ VARIABLES = (
     "NEST_JOBLIB_CPUS",
     "NEST_JOBLIB_DEBUG",
     "NEST_JOBLIB_ABLATE",
+    "NEST_JOBLIB_TRACE",
 )
 ON = ("1", "true", "on", "yes")
 OFF = ("0", "false", "off", "no")
@@ -150,6 +151,10 @@ def test_backends_known_engines_or_problems(raw: str) -> None:
         ({"NEST_JOBLIB_DEBUG": "YES"}, "debug", True),
         ({"NEST_JOBLIB_ABLATE": " Lanes,helpers,"}, "ablate", frozenset({"lanes", "helpers"})),
         ({"NEST_JOBLIB_ABLATE": "lanes,warp"}, "ablate", frozenset({"lanes"})),
+        ({"NEST_JOBLIB_TRACE": "/"}, "trace", None),
+        ({"NEST_JOBLIB_TRACE": " "}, "trace", None),
+        ({"NEST_JOBLIB_TRACE": "/no/such/dir/t.json"}, "trace", None),
+        ({"NEST_JOBLIB_TRACE": "/tmp/t.json"}, "trace", "/tmp/t.json"),
     ],
 )
 def test_examples(env: dict[str, str], field: str, expected: object) -> None:
@@ -228,6 +233,8 @@ def test_good_switch(value: str | None, enabled: bool) -> None:
         ("NEST_JOBLIB_BACKENDS", "dusk", "dask, ray"),
         ("NEST_JOBLIB_DEBUG", "verbose", "true"),
         ("NEST_JOBLIB_ABLATE", "warp", "stand-ins"),
+        ("NEST_JOBLIB_TRACE", "", "the path of a file"),
+        ("NEST_JOBLIB_TRACE", "/", "the path of a file"),
     ],
 )
 def test_other_bad_values_warn_once_and_patch(name: str, value: str, accepted: str) -> None:

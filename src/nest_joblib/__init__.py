@@ -9,12 +9,21 @@ Importing it does not import joblib.
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 from typing import Any
 
 from ._version import __version__
 from ._warnings import NestJoblibWarning
 
-__all__ = ["NestJoblibWarning", "__version__", "apply", "info", "is_active", "nested_backends"]
+__all__ = [
+    "NestJoblibWarning",
+    "__version__",
+    "apply",
+    "info",
+    "is_active",
+    "nested_backends",
+    "trace",
+]
 
 
 def apply(set_default: bool = True, auto_register: bool = True) -> None:
@@ -91,3 +100,17 @@ def nested_backends() -> list[str]:
     if parallel is None:
         return []
     return sorted(name for name in parallel.BACKENDS if name.startswith("nested-"))
+
+
+def trace(path: str | os.PathLike[str]) -> AbstractContextManager[str]:
+    """Trace the nested calls made inside ``with nest_joblib.trace(path):``.
+
+    Every task of the tree rooted in this process gets a slice in one file
+    in the Chrome Trace Event Format, written at ``path`` when the block ends
+    (Perfetto, ``chrome://tracing`` and speedscope open it); the block gives
+    that path (``path.<pid>`` when another root traces to ``path`` already).
+    ``NEST_JOBLIB_TRACE`` does the same for a whole program.
+    """
+    from ._private.trace import traced
+
+    return traced(path)

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--json", action="store_true", default=False, help="print JSON (for `status`)"
     )
-    commands = parser.add_subparsers(dest="command", metavar="{status,demo}")
+    commands = parser.add_subparsers(dest="command", metavar="{status,demo,trace}")
 
     status = commands.add_parser(
         "status",
@@ -76,7 +76,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print a JSON object"
     )
+    demo.add_argument(
+        "--trace",
+        metavar="PATH",
+        default=None,
+        help="write the plugin run's trace to PATH (Chrome Trace Event Format)",
+    )
+    _add_trace(commands)
     return parser
+
+
+def _add_trace(commands: Any) -> None:
+    trace = commands.add_parser(
+        "trace",
+        help="summarize a trace (NEST_JOBLIB_TRACE), merging its parts if its root was killed",
+        description=(
+            "Print a text summary of a trace written by NEST_JOBLIB_TRACE or "
+            "nest_joblib.trace(): tasks and time per nesting level, busy and idle time "
+            "per process, the peak of tokens held against the budget, and a timeline. "
+            "Part files left beside PATH (a root that was killed) are merged into PATH "
+            "first. Exit status 2 when PATH is not a trace."
+        ),
+    )
+    trace.add_argument("path", metavar="PATH", help="the trace file")
 
 
 def _yes(flag: bool) -> str:
@@ -165,6 +187,26 @@ def run_status(as_json: bool, out: TextIO) -> int:
     return 0 if report["active"] else 1
 
 
+def run_trace(path: str, out: TextIO) -> int:
+    """``trace PATH``: merge leftover parts, then summarize; 2 when PATH is not a trace."""
+    from ._private import trace_file
+
+    path = os.path.abspath(path)
+    if trace_file.claimed(path):
+        print(f"{path}: a root still traces to it; its trace lands there when it exits", file=out)
+        return 1
+    found = trace_file.parts(path)
+    if found:
+        trace_file.merge(path)
+        print(f"merged {len(found)} part files into {path} (its root did not)", file=out)
+    trace = trace_file.load(path)
+    if trace is None:
+        print(f"{path}: not a trace file (JSON with a traceEvents list)", file=out)
+        return 2
+    print(trace_file.summary(trace), file=out)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``nest-joblib`` and ``python -m nest_joblib``; the exit status."""
     args = build_parser().parse_args(argv)
@@ -173,7 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from ._private import demo
 
-            return demo.main(size=args.size, as_json=as_json)
+            return demo.main(size=args.size, as_json=as_json, trace=args.trace)
+        if args.command == "trace":
+            return run_trace(args.path, sys.stdout)
         return run_status(as_json, sys.stdout)
     except BrokenPipeError:  # `nest-joblib status | head`
         try:

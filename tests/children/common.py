@@ -28,6 +28,7 @@ OUR_VARIABLES = (
     "NEST_JOBLIB_CPUS",
     "NEST_JOBLIB_DEBUG",
     "NEST_JOBLIB_ABLATE",  # benchmarks only (benchmarks/README.md)
+    "NEST_JOBLIB_TRACE",
     "_NEST_JOBLIB_PARENT",  # set where joblib is patched, for the workers started there
 )
 #: Numbers this process's arrivals at barriers (threads of one process may arrive at once).

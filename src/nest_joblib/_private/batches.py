@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from . import budget as budget_mod
+from . import process
 from .budget import BudgetRef
 
 
@@ -14,22 +15,30 @@ class Paid:
     The sender holds a slot of the budget for as long as this runs (see
     :mod:`.budget`). Here it runs on a paid token, which a nested call inside
     may lend to its own inline tasks. Picklable by reference: it travels
-    with the batch, and tells the receiving process which tree it is in.
+    with the batch, and tells the receiving process which tree it is in, and
+    which trace it records into (``trace``: None when its sender traces
+    nothing, see :mod:`.trace`). ``where``: ``"batch"`` (of the top-level
+    pool) or ``"lane"``.
     """
 
-    __slots__ = ("func", "ref")
+    __slots__ = ("func", "ref", "trace")
 
-    def __init__(self, func: Callable[[], Any], ref: BudgetRef) -> None:
+    def __init__(self, func: Callable[[], Any], ref: BudgetRef, where: str = "batch") -> None:
         self.func = func
         self.ref = ref
+        self.trace = None if process.tracing is None else process.tracing.paid(where, ref.size)
 
-    def __getstate__(self) -> tuple[Callable[[], Any], BudgetRef]:
-        return self.func, self.ref
+    def __getstate__(self) -> tuple[Callable[[], Any], BudgetRef, Any]:
+        return self.func, self.ref, self.trace
 
-    def __setstate__(self, state: tuple[Callable[[], Any], BudgetRef]) -> None:
-        self.func, self.ref = state
+    def __setstate__(self, state: tuple[Callable[[], Any], BudgetRef, Any]) -> None:
+        self.func, self.ref, self.trace = state
 
     def __call__(self) -> Any:
         budget_mod.budget_for(self.ref)  # this process is in the tree from now on
         with budget_mod.Holding(budget_mod.paid()):
-            return self.func()
+            if self.trace is None and process.tracing is None:
+                return self.func()
+            from . import trace
+
+            return trace.received(self.trace, self.func)

@@ -159,11 +159,15 @@ class Budget:
                 return None
             self._held.add(slot)
             self._fds.pin(slot)
+            if process.tracing is not None:  # stamped once the lock is ours
+                process.tracing.token(slot, 1)
             return Token(self, slot)
 
     def _release(self, slot: int) -> None:
         with self._lock:
             if slot in self._held:
+                if process.tracing is not None:  # stamped while the lock is still ours
+                    process.tracing.token(slot, -1)
                 fcntl.flock(self._fds.get(slot), fcntl.LOCK_UN)
                 self._held.discard(slot)
                 self._fds.unpin(slot)

@@ -46,6 +46,15 @@ def budget_size() -> int | None:
     return cpus if cpus is not None else cpu_count()
 
 
+def _trace_root(path: str) -> None:
+    from . import trace
+
+    try:
+        trace.root(path)
+    except OSError as exc:
+        warn(f"cannot trace to NEST_JOBLIB_TRACE={path!r} ({exc}); nothing is traced")
+
+
 #: Said once per process (NEST_JOBLIB_DEBUG): a budget of 1 nests as plain joblib.
 _said_plain = False
 
@@ -66,6 +75,9 @@ class BudgetedLokyMixin:
         if ref is None and size is not None and size > 1 and budget_mod.unavailable() is None:
             try:
                 ref = budget_mod.root_budget(size)
+                trace = settings().trace
+                if trace is not None:  # this process roots a traced tree
+                    _trace_root(trace)
             except budget_mod.BudgetUnavailable as exc:
                 warn(
                     f"cannot make the CPU budget ({exc}); nested calls of this process "

@@ -174,13 +174,19 @@ def compare(
     size: float = 1.0,
     progress: Callable[[str], None] | None = None,
     environ: Mapping[str, str] | None = None,
+    trace: str | None = None,
 ) -> dict[str, Any]:
-    """Run both modes and judge the outcome; a JSON-ready dict."""
+    """Run both modes and judge the outcome; a JSON-ready dict.
+
+    ``trace``: the plugin run writes its trace there (``NEST_JOBLIB_TRACE``).
+    """
     say = progress or (lambda message: None)
     runs: dict[str, dict[str, Any]] = {}
     load = _load_average()  # before our own runs add to it
     for number, (key, label, overrides) in enumerate(MODES, 1):
         say(f"[{number}/{len(MODES)}] {label}: running in a fresh interpreter ...")
+        if trace is not None and key == "nested":
+            overrides = {**overrides, "NEST_JOBLIB_TRACE": os.path.abspath(trace)}
         report = run_child(size, overrides, environ)
         runs[key] = report
         if "error" in report:
@@ -196,6 +202,7 @@ def compare(
         )
     return {
         "size": size,
+        "trace": None if trace is None else os.path.abspath(trace),
         "runs": runs,
         "speedup": speedup,
         "verdict": verdict,
@@ -333,15 +340,34 @@ def render(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(size: float = 1.0, as_json: bool = False, stream: TextIO | None = None) -> int:
-    """Run the demo, print the table (or JSON) to stdout; 0 when it showed the plugin."""
+def main(
+    size: float = 1.0, as_json: bool = False, stream: TextIO | None = None, trace: str | None = None
+) -> int:
+    """Run the demo, print the table (or JSON) to stdout; 0 when it showed the plugin.
+
+    ``trace``: where the plugin run's trace goes (see :mod:`.trace`).
+    """
     err = sys.stderr if stream is None else stream
-    result = compare(size, progress=lambda message: print(message, file=err, flush=True))
+    say = lambda message: print(message, file=err, flush=True)  # noqa: E731
+    result = compare(size, progress=say, trace=trace)
     if as_json:
         print(json.dumps(result, indent=2))
     else:
         print(render(result))
+        if result["trace"] is not None:
+            print(_trace_hint(result["trace"]))
     return 0 if result["ok"] else 1
+
+
+def _trace_hint(path: str) -> str:
+    if not os.path.exists(path):
+        return f"\nno trace at {path}: the plugin run wrote none (see its warnings above)"
+    return (
+        f"\ntrace of the nest-joblib run: {path}\n"
+        "  open it in https://ui.perfetto.dev (Open trace file), chrome://tracing or "
+        "https://www.speedscope.app;\n"
+        f"  or in this terminal: python -m nest_joblib trace {path}"
+    )
 
 
 if __name__ == "__main__":

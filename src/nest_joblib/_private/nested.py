@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from typing import Any, Callable
 
 from . import budget as budget_mod
-from . import contract
+from . import contract, process
 from .scheduling import Scheduler
 
 
@@ -57,6 +57,8 @@ class NestedCall:
         contract.reset_batch_stats(self._backend)
 
     def abort_everything(self, ensure_ready: bool) -> None:
+        if process.tracing is not None:
+            process.tracing.instant("call aborted", level=self._scheduler.level)
         self._scheduler.close(cancel=True)
         self._backend._workers = None
         if ensure_ready:

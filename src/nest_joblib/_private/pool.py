@@ -96,6 +96,8 @@ class TopLevelPool:
     def _submit(self, func: Callable[[], Any], callback: Callable[..., Any] | None) -> Any:
         if self._ref is None:
             return contract.loky_submit(self._backend, func, callback)
+        if process.tracing is not None:
+            process.tracing.submitted(func, self, 0)
         if not self._started:
             self._started = True
             self._reserved = self._workers
@@ -116,13 +118,16 @@ class TopLevelPool:
                 self._in_flight += 1
                 surplus = self._cover()
             _hand_over(surplus, self)
+        paid = Paid(func, self._ref)
         try:
-            job = contract.loky_submit(self._backend, Paid(func, self._ref), callback)
+            job = contract.loky_submit(self._backend, paid, callback)
         except BaseException:  # the pool refused it (a worker died a moment before)
             self._unreserve()
             self._finished(None)
             raise
         job.add_done_callback(self._finished)
+        if process.tracing is not None:
+            process.tracing.sent(paid, job)
         return job
 
     def _send_covered(self, func: Callable[[], Any]) -> Any | None:
@@ -199,6 +204,8 @@ class TopLevelPool:
         self._plain.terminate()
 
     def abort_everything(self, ensure_ready: bool) -> None:
+        if process.tracing is not None:
+            process.tracing.instant("call aborted", level=0)
         if self._ref is not None:
             self._unreserve()
         self._plain.abort_everything(ensure_ready=ensure_ready)

@@ -25,6 +25,9 @@ _T = TypeVar("_T")
 
 _entries: dict[str, Any] = {}
 _lock = threading.Lock()
+#: The trace this process records into (a ``.trace.Recorder``), or None: tracing
+#: is off, and every hook of it costs one look at this global.
+tracing: Any = None
 
 
 def entry(name: str, make: Callable[[], _T]) -> _T:
@@ -65,8 +68,9 @@ class Live(Generic[_T]):
 
 
 def _after_fork_in_child() -> None:
-    global _lock
+    global _lock, tracing
     _lock = threading.Lock()  # its holder, if any, is a thread of the parent
+    tracing = None  # the parent's part is the parent's: traced again once sent work
     kept = {}
     for name, value in _entries.items():
         after_fork = getattr(value, "after_fork", None)

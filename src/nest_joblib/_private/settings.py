@@ -7,6 +7,7 @@ patched. On/off values are parsed by :mod:`nest_joblib._switch`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 from nest_joblib._switch import parse_switch
@@ -41,7 +42,7 @@ class Settings:
     message in :attr:`problems` and a safe value.
     """
 
-    __slots__ = ("ablate", "backends", "cpus", "debug", "enabled", "problems")
+    __slots__ = ("ablate", "backends", "cpus", "debug", "enabled", "problems", "trace")
 
     def __init__(
         self,
@@ -51,6 +52,7 @@ class Settings:
         debug: bool = False,
         problems: tuple[str, ...] = (),
         ablate: frozenset[str] = frozenset(),
+        trace: str | None = None,
     ) -> None:
         #: ``NEST_JOBLIB``: whether the plugin patches joblib at all.
         self.enabled = enabled
@@ -67,6 +69,8 @@ class Settings:
         self.problems = problems
         #: ``NEST_JOBLIB_ABLATE``: mechanisms switched off (benchmarks only).
         self.ablate = ablate
+        #: ``NEST_JOBLIB_TRACE``: where the tree's trace goes (an absolute path), or None.
+        self.trace = trace
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
@@ -91,7 +95,8 @@ class Settings:
         if problem:
             problems.append(problem + "; debug logging stays off")
         ablate = _parse_ablate(environ.get("NEST_JOBLIB_ABLATE"), problems)
-        return cls(enabled, backends, cpus, debug, tuple(problems), ablate)
+        trace = _parse_trace(environ.get("NEST_JOBLIB_TRACE"), problems)
+        return cls(enabled, backends, cpus, debug, tuple(problems), ablate, trace)
 
 
 def _parse_backends(raw: str | None, problems: list[str]) -> tuple[str, ...]:
@@ -146,5 +151,25 @@ def _parse_cpus(raw: str | None, problems: list[str]) -> int | None:
     problems.append(
         f"NEST_JOBLIB_CPUS={raw!r} is not accepted; use a whole number of CPUs "
         "of at least 1, or 'off' for no budget; using joblib.cpu_count()"
+    )
+    return None
+
+
+def _parse_trace(raw: str | None, problems: list[str]) -> str | None:
+    if raw is None:
+        return None
+    path = raw.strip()
+    why = None
+    if not path:
+        why = "is empty"
+    elif os.path.isdir(path):
+        why = "is a directory"
+    elif not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        why = "is in a directory that does not exist"
+    if why is None:
+        return os.path.abspath(path)
+    problems.append(
+        f"NEST_JOBLIB_TRACE={raw!r} {why}; accepted is the path of a file to write the "
+        "trace to, in an existing directory; nothing is traced"
     )
     return None

@@ -22,7 +22,13 @@ from nest_joblib._version import __version__
 from .settings import Settings
 
 #: Every environment variable of ours, in the order they are documented.
-VARIABLES = ("NEST_JOBLIB", "NEST_JOBLIB_BACKENDS", "NEST_JOBLIB_CPUS", "NEST_JOBLIB_DEBUG")
+VARIABLES = (
+    "NEST_JOBLIB",
+    "NEST_JOBLIB_BACKENDS",
+    "NEST_JOBLIB_CPUS",
+    "NEST_JOBLIB_DEBUG",
+    "NEST_JOBLIB_TRACE",
+)
 #: The start-up files ``pip install`` puts into site-packages.
 STARTUP_FILES = ("nest_joblib.pth", "nest_joblib.start")
 

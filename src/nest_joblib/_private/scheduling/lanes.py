@@ -111,6 +111,8 @@ class Lanes:
             self.start_seconds = time.perf_counter() - began
             self.started += 1
             logger.debug("lane %d of this process is up", self.started)
+        if process.tracing is not None:
+            process.tracing.instant("lane started", start_seconds=self.start_seconds)
         return lane
 
     def start_failed(self) -> None:
@@ -255,6 +257,8 @@ class LaneFeeder:
         while queue.wait(self._wanted):
             pause = lanes().retry_in()  # a lane start failed a moment ago
             token = None if pause > 0 else self._budget.try_acquire()
+            if process.tracing is not None:
+                process.tracing.cpu_wait(self, token is not None)
             if token is None:  # every CPU is held: another process frees one
                 queue.wait(lambda: False, pause or next(delays))
                 continue
@@ -312,10 +316,9 @@ class LaneFeeder:
             token.release()
             lanes().give_back(lane)
             return
+        paid = Paid(Pickled(payload), self._ref, "lane")
         try:
-            remote = lanes().submit(
-                lane, Paid(Pickled(payload), self._ref), functools.partial(self._forget, task)
-            )
+            remote = lanes().submit(lane, paid, functools.partial(self._forget, task))
         except BaseException as exc:  # the lane died while idle: the task never ran
             logger.debug("a lane was gone (%r): its task goes back to the queue", exc)
             token.release()
@@ -326,6 +329,8 @@ class LaneFeeder:
             if not remote.done():
                 self._running[task] = lane
         remote.add_done_callback(functools.partial(self._done, task, token))
+        if process.tracing is not None:
+            process.tracing.sent(paid, remote)
 
     def _forget(self, task: Task) -> None:
         """``task``'s lane is done with it: an abort of this call no longer kills that lane."""

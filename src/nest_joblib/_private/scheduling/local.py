@@ -18,7 +18,7 @@ import time
 from typing import Any, Callable
 
 from nest_joblib._private import budget as budget_mod
-from nest_joblib._private import contract, waits
+from nest_joblib._private import contract, process, waits
 from nest_joblib._private.budget import Token
 from nest_joblib._private.state import ablated
 
@@ -108,6 +108,8 @@ class LocalRunners:
             if not self._admits_stand_in(self._queue):
                 return False
         self._start(self._run_stand_in, "stand-in")
+        if process.tracing is not None:
+            process.tracing.instant("stand-in started", level=self._level)
         return True
 
     def _run_stand_in(self) -> None:

@@ -43,6 +43,7 @@ class Scheduler:
     ) -> None:
         self._ref = ref
         self._env = env
+        self.level = level
         self._pickler = pickler or TaskPickler()
         self.queue = CallQueue(n_jobs)
         # The caller's token (held in this thread): the inline tasks run on it.
@@ -75,6 +76,8 @@ class Scheduler:
         return self.queue.running[LANE] + self.queue.running[HELPER]
 
     def submit(self, func: Callable[[], Any]) -> Future[Any]:
+        if process.tracing is not None:
+            process.tracing.submitted(func, self, self.level)
         future = self.queue.put(func)
         self._local.submitted()
         return future
@@ -126,7 +129,8 @@ class Scheduler:
         if payload is None:  # it cannot leave this process
             return task.func()
         lane = lanes().take_idle() or lanes().start(self._env)
-        return lanes().submit(lane, Paid(Pickled(payload), self._ref)).result()  # gives it back
+        paid = Paid(Pickled(payload), self._ref, "lane")
+        return lanes().submit(lane, paid).result()  # gives it back
 
 
 def _calls() -> process.Live[Scheduler]:
