@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -312,3 +313,35 @@ def test_workers_end_with_the_process_that_started_them(mode: str) -> None:
     """
     assert _orphans_alive_after(mode, {}) == [False, False]
     assert _orphans_alive_after(mode, {"NEST_JOBLIB": "0"}) == [True, True]
+
+
+def _dead_pid() -> int:
+    """A pid that no process has here (as another container's process may have)."""
+    pid = int(Path("/proc/sys/kernel/pid_max").read_text()) - 1
+    while psutil.pid_exists(pid):
+        pid -= 1
+    return pid
+
+
+def _foreign_folder(root: Path, pid: int) -> Path:
+    """A joblib memory-map folder of another program, with its array file."""
+    folder = root / f"joblib_memmapping_folder_{pid}_{uuid.uuid4().hex}_{uuid.uuid4().hex}"
+    folder.mkdir()
+    (folder / "array.pkl").write_bytes(b"another program's data")
+    return folder
+
+
+def test_memory_maps_of_other_programs_survive_a_nested_program(tmp_path: Path) -> None:
+    """Issue 28: a pid that looks dead here may live in another container (shared /dev/shm)."""
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    env = {"TMPDIR": str(tmp_path), "NEST_JOBLIB_CPUS": "4", "JOBLIB_TEMP_FOLDER": str(maps)}
+    foreign = [_foreign_folder(tmp_path, _dead_pid()), _foreign_folder(maps, _dead_pid())]
+    seen = run_child_json("leftovers_foreign_maps", env=env)
+    # The program made memory maps of its own (and removed them)...
+    ours_made = [n for n in seen if n not in {f.name for f in foreign}]
+    assert [n for n in ours_made if n.startswith("joblib_memmapping_folder_")], seen
+    # ...and left the others' alone, files and all.
+    assert all((f / "array.pkl").read_bytes() == b"another program's data" for f in foreign)
+    assert sorted(os.listdir(maps)) == [foreign[1].name]
+    assert ours(tmp_path) == []

@@ -25,7 +25,7 @@ from joblib.parallel import cpu_count
 from nest_joblib._warnings import warn
 
 from . import budget as budget_mod
-from . import contract
+from . import contract, directory, process
 from .arrays import TaskPickler
 from .budget import BudgetRef
 from .nested import NestedCall
@@ -44,6 +44,29 @@ def budget_size() -> int | None:
     if cpus == 0:
         return None
     return cpus if cpus is not None else cpu_count()
+
+
+def _record_call(parallel: Any) -> str | None:
+    """Record the memory-map folder of a top-level call, if its tree has a directory yet."""
+    ref = budget_mod.tree_ref()
+    ident = contract.parallel_id(parallel)
+    if ref is None or not ref.path or ident is None:
+        return None
+    return directory.record_maps(ref.path, ident)
+
+
+def _record_executor(ref: BudgetRef | None, ident: str | None) -> str | None:
+    """Record the memory-map folders of a loky executor (named with ``ident``), once."""
+    if ref is None or not ref.path or ident is None:
+        return None
+    # One record per executor this process made (they live until it exits).
+    recorded: dict[str, str] = process.entry("memory-map records", dict)
+    if ident not in recorded:
+        record = directory.record_maps(ref.path, ident)
+        if record is None:
+            return None
+        recorded[ident] = record
+    return recorded[ident]
 
 
 #: Said once per process (NEST_JOBLIB_DEBUG): a budget of 1 nests as plain joblib.
@@ -125,9 +148,15 @@ class BudgetedLokyMixin:
 
     def configure(self, n_jobs: int = 1, parallel: Any = None, **kwargs: Any) -> int:
         if self._is_pool():
+            # joblib may make the call's memory-map folder in configure (/dev/shm).
+            early = _record_call(parallel)
             n: int = super().configure(n_jobs=n_jobs, parallel=parallel, **kwargs)  # type: ignore[misc]
             # Past loky's own configure: n > 1, so the call needs tokens now.
-            self._nest_shape: Shape = TopLevelPool(self, super(), self._budget_ref(), n)
+            ref = self._budget_ref()
+            self._nest_shape: Shape = TopLevelPool(self, super(), ref, n)
+            # Every folder of the pool's executor is named with its manager's id.
+            if _record_executor(ref, contract.pool_folders_id(self)) and early:
+                directory.forget_maps(early)
             return n
         ref = self._budget_ref()
         assert ref is not None
@@ -144,6 +173,7 @@ class BudgetedLokyMixin:
             kwargs.get("max_nbytes", 1024**2),
             kwargs.get("mmap_mode", "r"),
             kwargs.get("temp_folder"),
+            ref.path or None,
         )
         scheduler = Scheduler(n, budget, ref, env, level, pickler)
         self._nest_shape = NestedCall(self, scheduler)

@@ -13,6 +13,7 @@ nothing heavy is imported at ``import joblib``.
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 from types import ModuleType
 from typing import Any, Callable
@@ -49,6 +50,8 @@ __all__ = [
     "loky_submit",
     "memmapping_reducers",
     "new_lane",
+    "parallel_id",
+    "pool_folders_id",
     "picklable_exception",
     "prepare_worker_env",
     "reset_batch_stats",
@@ -205,9 +208,34 @@ def memmapping_reducers(
     return dict(forward)
 
 
-def temp_folder_manager(root: str | None) -> Any:
-    """joblib's manager of one call's memory-map folder (under ``root``, or joblib's default)."""
-    return _memmapping.TemporaryResourcesManager(root)
+def temp_folder_manager(root: str | None, context: str) -> Any:
+    """joblib's manager of one call's memory-map folder (under ``root``, or joblib's default).
+
+    The folder's name ends with ``context`` (``..._<pid>_<manager>_<context>``):
+    an id known before joblib makes the folder, so it can be recorded first.
+    """
+    return _memmapping.TemporaryResourcesManager(root, context_id=context)
+
+
+#: What joblib puts in a memory-map folder's name: a random id, 32 hex digits.
+_FOLDER_ID = re.compile(r"[0-9a-f]{32}\Z")
+
+
+def parallel_id(parallel: Any) -> str | None:
+    """The id that names the memory-map folder of a top-level call (``Parallel._id``)."""
+    ident = getattr(parallel, "_id", None)
+    return ident if isinstance(ident, str) and _FOLDER_ID.match(ident) else None
+
+
+def pool_folders_id(backend: Any) -> str | None:
+    """The id that names every memory-map folder of a configured loky backend's executor.
+
+    Its ``TemporaryResourcesManager``'s ``_id``, in the name of the folder of
+    every call that the (reusable) executor runs.
+    """
+    manager = getattr(getattr(backend, "_workers", None), "_temp_folder_manager", None)
+    ident = getattr(manager, "_id", None)
+    return ident if isinstance(ident, str) and _FOLDER_ID.match(ident) else None
 
 
 def temp_folder(manager: Any) -> str:
@@ -345,6 +373,8 @@ def _missing_memory_maps() -> list[str]:
             if n not in parameters
         ]
     manager = getattr(_memmapping, "TemporaryResourcesManager", None)
+    if manager is not None and "context_id" not in inspect.signature(manager).parameters:
+        missing.append("TemporaryResourcesManager(context_id=)")
     return missing + [
         f"TemporaryResourcesManager.{n}"
         for n in ("resolve_temp_folder_name", "_clean_temporary_resources")
