@@ -260,7 +260,11 @@ def _remove_recorded(path: str) -> list[str]:
         match = _RECORD.match(name)
         if match is None:
             continue
-        root = _read_record(os.path.join(path, name))
+        try:
+            root = _read_record(os.path.join(path, name))
+        except OSError as exc:  # a link (O_NOFOLLOW), or gone meanwhile
+            logger.debug("left record %s: %r", name, exc)
+            continue
         if root is None:
             continue
         ids.add((match.group(1), match.group(2)))
