@@ -32,7 +32,8 @@ def main() -> None:
     ref = budget.own_ref()
     assert ref is not None
     assert ref.size > 16
-    gate, done, got = threading.Event(), threading.Event(), []
+    gate, done = threading.Event(), threading.Event()
+    got: list[budget.Token | None] = []
 
     def feeder() -> None:
         gate.wait()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 from contextlib import AbstractContextManager
 from typing import Any, Callable, Union
 
@@ -55,18 +56,26 @@ def _record_call(parallel: Any) -> str | None:
     return directory.record_maps(ref.path, ident)
 
 
-def _record_executor(ref: BudgetRef | None, ident: str | None) -> str | None:
-    """Record the memory-map folders of a loky executor (named with ``ident``), once."""
-    if ref is None or not ref.path or ident is None:
+def _record_executor(ref: BudgetRef | None, pool: tuple[str, dict[str, str]] | None) -> str | None:
+    """Record the memory-map folders of a loky executor (named with its manager's id), once.
+
+    The records of executors whose folders joblib has all deleted (an
+    aborted call's, whose workers were killed) are forgotten meanwhile.
+    """
+    if ref is None or not ref.path or pool is None:
         return None
-    # One record per executor this process made (they live until it exits).
-    recorded: dict[str, str] = process.entry("memory-map records", dict)
+    ident, folders = pool
+    recorded: dict[str, tuple[str, dict[str, str]]] = process.entry("memory-map records", dict)
+    for old, (record, left) in list(recorded.items()):
+        if old != ident and not any(os.path.lexists(f) for f in list(left.values())):
+            directory.forget_maps(record)
+            del recorded[old]
     if ident not in recorded:
-        record = directory.record_maps(ref.path, ident)
-        if record is None:
+        made = directory.record_maps(ref.path, ident)
+        if made is None:
             return None
-        recorded[ident] = record
-    return recorded[ident]
+        recorded[ident] = (made, folders)
+    return recorded[ident][0]
 
 
 #: Said once per process (NEST_JOBLIB_DEBUG): a budget of 1 nests as plain joblib.
@@ -155,7 +164,7 @@ class BudgetedLokyMixin:
             ref = self._budget_ref()
             self._nest_shape: Shape = TopLevelPool(self, super(), ref, n)
             # Every folder of the pool's executor is named with its manager's id.
-            if _record_executor(ref, contract.pool_folders_id(self)) and early:
+            if _record_executor(ref, contract.pool_folders(self)) and early:
                 directory.forget_maps(early)
             return n
         ref = self._budget_ref()

@@ -51,7 +51,7 @@ __all__ = [
     "memmapping_reducers",
     "new_lane",
     "parallel_id",
-    "pool_folders_id",
+    "pool_folders",
     "picklable_exception",
     "prepare_worker_env",
     "reset_batch_stats",
@@ -227,15 +227,20 @@ def parallel_id(parallel: Any) -> str | None:
     return ident if isinstance(ident, str) and _FOLDER_ID.match(ident) else None
 
 
-def pool_folders_id(backend: Any) -> str | None:
-    """The id that names every memory-map folder of a configured loky backend's executor.
+def pool_folders(backend: Any) -> tuple[str, dict[str, str]] | None:
+    """The id that names a configured loky backend's memory-map folders, and those folders.
 
-    Its ``TemporaryResourcesManager``'s ``_id``, in the name of the folder of
-    every call that the (reusable) executor runs.
+    Its executor's ``TemporaryResourcesManager``: its ``_id`` is in the name
+    of the folder of every call that the (reusable) executor runs, and its
+    ``_cached_temp_folders`` (context -> folder, a dict that joblib keeps and
+    empties in place) loses each folder that joblib deleted.
     """
     manager = getattr(getattr(backend, "_workers", None), "_temp_folder_manager", None)
     ident = getattr(manager, "_id", None)
-    return ident if isinstance(ident, str) and _FOLDER_ID.match(ident) else None
+    folders = getattr(manager, "_cached_temp_folders", None)
+    if isinstance(ident, str) and _FOLDER_ID.match(ident) and isinstance(folders, dict):
+        return ident, folders
+    return None
 
 
 def temp_folder(manager: Any) -> str:
