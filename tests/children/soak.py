@@ -4,12 +4,13 @@
 
 Run by ``tests/test_soak.py`` (500 calls) and ``benchmarks/soak.py`` (2,000).
 Each call is a top-level ``Parallel(n_jobs=2)`` whose tasks make nested
-calls; the kinds of call come in a cycle of ten, so every sample is taken
-after the same history: plain nested calls, large array arguments (memory
-maps), a leaf's error caught in its task, a nested ``timeout=`` with a stuck
-leaf, a generator broken off, an aborted top-level call (a task raises while
-the others run nested calls: joblib kills the workers), two nested calls
+calls; the kinds of call come in a cycle of ten: plain nested calls, large
+array arguments (memory maps), a leaf's error caught in its task, a nested
+``timeout=`` with a stuck leaf, a generator broken off, two nested calls
 from two threads of a task, generator_unordered consumed, and plain again.
+The call right after each sample is an aborted top-level call (a task
+raises while the others run nested calls: joblib kills the workers), so the
+workers sampled have all lived the same 99 calls.
 
 Every ``EVERY`` calls, once the tree is quiet (the stuck leaves' time has
 passed and every token of the budget is free, or 10 s), one JSON line per
@@ -40,7 +41,7 @@ KINDS = (
     "error",
     "timeout",
     "generator",
-    "abort",
+    "plain",
     "threads",
     "unordered",
     "plain",
@@ -142,14 +143,14 @@ def sample(call: int) -> dict[str, object]:
     others -= {p.pid for p in tracker}
     names = sorted(os.listdir(path))
 
-    def fds_threads(pid: int) -> list[int]:
+    def fds_threads_lanes(pid: int) -> list[int]:
         try:
             proc = psutil.Process(pid)
-            return [proc.num_fds(), proc.num_threads()]
+            return [proc.num_fds(), proc.num_threads(), len(proc.children())]
         except psutil.Error:
-            return [-1, -1]
+            return [-1, -1, -1]
 
-    per_worker = [fds_threads(pid) for pid in workers]
+    per_worker = [fds_threads_lanes(pid) for pid in workers]
     return {
         "call": call,
         "root_fds": root.num_fds(),
@@ -157,8 +158,9 @@ def sample(call: int) -> dict[str, object]:
         "root_thread_names": sorted(t.name for t in threading.enumerate()),
         "root_rss_mb": round(root.memory_info().rss / 2**20, 2),
         "workers": len(workers),
-        "worker_fds": [fds for fds, _ in per_worker],
-        "worker_threads": [threads for _, threads in per_worker],
+        # Each worker's descriptors, threads and lanes (a lane costs its
+        # worker an executor: 2 threads and its pipes).
+        "per_worker": per_worker,
         "markers": sum(n.startswith("offer-") for n in names),
         "records": sum(n.startswith("maps-") for n in names),
         "lanes": len(others),
@@ -172,7 +174,7 @@ def main() -> None:
     samples = []
     start = time.monotonic()
     for call in range(1, calls + 1):
-        one_call(KINDS[(call - 1) % len(KINDS)])
+        one_call("abort" if call % every == 1 else KINDS[(call - 1) % len(KINDS)])
         if call % every == 0:
             report = sample(call)
             report["seconds"] = round(time.monotonic() - start, 1)

@@ -11,7 +11,7 @@ from typing import Any
 FROM_CALL = 200
 #: The root's RSS may grow by less than this, from then to the end.
 RSS_GROWTH_MB = 5.0
-_FLAT = ("root_fds", "root_threads", "worker_fds", "worker_threads")
+_FLAT = ("root_fds", "root_threads")
 _ZERO = ("markers", "held")
 
 
@@ -21,6 +21,17 @@ def breaches(samples: list[dict[str, Any]]) -> list[str]:
     if not kept:
         return [f"no sample from call {FROM_CALL} on"]
     first, out = kept[0], []
+    # A worker's descriptors and threads, by how many lanes it has (a lane is
+    # its worker's executor: 2 threads and pipes): one value each, at every sample.
+    by_lanes: dict[int, set[tuple[int, int]]] = {}
+    for s in kept:
+        for fds, threads, lanes in s["per_worker"]:
+            by_lanes.setdefault(lanes, set()).add((fds, threads))
+    out += [
+        f"workers with {lanes} lanes: (fds, threads) {sorted(seen)}"
+        for lanes, seen in sorted(by_lanes.items())
+        if len(seen) > 1
+    ]
     for s in kept:
         out += [
             f"call {s['call']}: {key} {first[key]} -> {s[key]}"
@@ -37,7 +48,7 @@ def breaches(samples: list[dict[str, Any]]) -> list[str]:
 def table(samples: list[dict[str, Any]]) -> str:
     """The samples as a Markdown table."""
     head = (
-        "| call | s | root fds | root threads | root RSS MB | worker fds | worker threads "
+        "| call | s | root fds | root threads | root RSS MB | workers: fds/threads/lanes "
         "| lanes | offer markers | map records | tokens held |"
     )
     rows = [head, "| " + " | ".join(["---"] * (head.count("|") - 1)) + " |"]
@@ -48,8 +59,7 @@ def table(samples: list[dict[str, Any]]) -> str:
             s["root_fds"],
             s["root_threads"],
             s["root_rss_mb"],
-            "/".join(map(str, s["worker_fds"])),
-            "/".join(map(str, s["worker_threads"])),
+            ", ".join("/".join(map(str, w)) for w in s["per_worker"]),
             s["lanes"],
             s["markers"],
             s["records"],
