@@ -151,6 +151,12 @@ def sample(call: int) -> dict[str, object]:
             return [-1, -1, -1]
 
     per_worker = [fds_threads_lanes(pid) for pid in workers]
+    dump = os.environ.get("SOAK_DUMP")  # e.g. "py-spy dump --pid": stacks of odd workers
+    for pid, (_, threads, lanes) in zip(workers, per_worker):
+        if dump and threads != 2 + 2 * lanes:
+            import subprocess
+
+            subprocess.run([*dump.split(), str(pid)], stdout=sys.stderr, check=False)
     return {
         "call": call,
         "root_fds": root.num_fds(),
