@@ -150,7 +150,16 @@ def sample(call: int) -> dict[str, object]:
         except psutil.Error:
             return [-1, -1, -1]
 
+    # Quiet means settled too: a lane that is ending, an executor thread that
+    # is about to go (5 s at most; what stays is what the sample shows).
     per_worker = [fds_threads_lanes(pid) for pid in workers]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        again = [fds_threads_lanes(pid) for pid in workers]
+        if again == per_worker:
+            break
+        per_worker = again
     dump = os.environ.get("SOAK_DUMP")  # e.g. "py-spy dump --pid": stacks of odd workers
     for pid, (_, threads, lanes) in zip(workers, per_worker):
         if dump and threads != 2 + 2 * lanes:
