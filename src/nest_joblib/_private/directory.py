@@ -211,9 +211,10 @@ def record_maps(path: str, ident: str, root: str | None = None) -> str | None:
 
     ``ident`` is a random id (32 hex digits) that joblib puts in the name of
     the folders of this process (a manager's or a context's), and ``root``
-    where they live when that is no default place. Written before joblib
-    makes such a folder, so a tree killed at any moment leaves none that its
-    directory does not name. The record's path; ``None`` if it cannot be
+    where they live when that is no default place. Written before anything
+    is dumped into such a folder (before joblib makes it, where the id is
+    known beforehand), so a tree killed while it uses one leaves none that
+    its directory does not name. The record's path; ``None`` if it cannot be
     written (the folders are then joblib's alone, as in plain joblib).
     """
     record = os.path.join(path, f"{MAPS}{os.getpid()}-{ident}")
