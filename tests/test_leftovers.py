@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -312,3 +313,108 @@ def test_workers_end_with_the_process_that_started_them(mode: str) -> None:
     """
     assert _orphans_alive_after(mode, {}) == [False, False]
     assert _orphans_alive_after(mode, {"NEST_JOBLIB": "0"}) == [True, True]
+
+
+def _dead_pid() -> int:
+    """A pid that no process has here (as another container's process may have)."""
+    pid = int(Path("/proc/sys/kernel/pid_max").read_text()) - 1
+    while psutil.pid_exists(pid):
+        pid -= 1
+    return pid
+
+
+def _foreign_folder(root: Path, pid: int) -> Path:
+    """A joblib memory-map folder of another program, with its array file."""
+    folder = root / f"joblib_memmapping_folder_{pid}_{uuid.uuid4().hex}_{uuid.uuid4().hex}"
+    folder.mkdir()
+    (folder / "array.pkl").write_bytes(b"another program's data")
+    return folder
+
+
+def test_memory_maps_of_other_programs_survive_a_nested_program(tmp_path: Path) -> None:
+    """Issue 28: a pid that looks dead here may live in another container (shared /dev/shm)."""
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    env = {"TMPDIR": str(tmp_path), "NEST_JOBLIB_CPUS": "4", "JOBLIB_TEMP_FOLDER": str(maps)}
+    foreign = [_foreign_folder(tmp_path, _dead_pid()), _foreign_folder(maps, _dead_pid())]
+    seen = run_child_json("leftovers_foreign_maps", env=env)
+    # The program made memory maps of its own (and removed them)...
+    ours_made = [n for n in seen if n not in {f.name for f in foreign}]
+    assert [n for n in ours_made if n.startswith("joblib_memmapping_folder_")], seen
+    # ...and left the others' alone, files and all.
+    assert all((f / "array.pkl").read_bytes() == b"another program's data" for f in foreign)
+    assert sorted(os.listdir(maps)) == [foreign[1].name]
+    assert ours(tmp_path) == []
+
+
+def test_a_planted_record_removes_nothing_but_our_folders(tmp_path: Path) -> None:
+    """P11: a stale directory's records are checked before any folder goes.
+
+    One good record (its folder goes), and records or folders that must not
+    lead anywhere: a record that is a link, a root that is not a plain path or
+    is a link, a folder of the recorded pid with another id, a link named as
+    a recorded folder.
+    """
+    maps, victims = tmp_path / "maps", tmp_path / "victims"
+    maps.mkdir()
+    victims.mkdir()
+    (victims / "data").write_text("keep")
+    pid, good, other = _dead_pid(), uuid.uuid4().hex, uuid.uuid4().hex
+    planted = tmp_path / "nest-joblib-planted"
+    planted.mkdir(mode=0o700)
+    (planted / "root.lock").write_text("1 2\n")  # free: the directory is stale
+    (planted / f"maps-{pid}-{good}").write_text("")
+    ours_folder = maps / f"joblib_memmapping_folder_{pid}_{good}_{uuid.uuid4().hex}"
+    ours_folder.mkdir()
+    (ours_folder / "array.pkl").write_text("ours")
+    kept = [
+        maps / f"joblib_memmapping_folder_{pid}_{other}_{uuid.uuid4().hex}",  # another id
+        maps / f"joblib_memmapping_folder_{pid + 1}_{good}_{uuid.uuid4().hex}",  # another pid
+    ]
+    for folder in kept:
+        folder.mkdir()
+    # A link named as our folder, to a directory of data: the link is no folder.
+    (maps / f"joblib_memmapping_folder_{pid}_{good}_{uuid.uuid4().hex}").symlink_to(victims)
+    # Roots that are no plain directory path: a link, and a path with "..".
+    linked, dotted = uuid.uuid4().hex, uuid.uuid4().hex
+    (tmp_path / "link").symlink_to(victims)
+    (planted / f"maps-{pid}-{linked}").write_text(str(tmp_path / "link"))
+    (planted / f"maps-{pid}-{dotted}").write_text(f"{maps}/../victims")
+    for ident in (linked, dotted):
+        (victims / f"joblib_memmapping_folder_{pid}_{ident}_{uuid.uuid4().hex}").mkdir()
+    # A record that is a link to a good-looking record elsewhere.
+    via_link = uuid.uuid4().hex
+    (tmp_path / "record").write_text(str(victims))
+    (planted / f"maps-{pid}-{via_link}").symlink_to(tmp_path / "record")
+    (victims / f"joblib_memmapping_folder_{pid}_{via_link}_{uuid.uuid4().hex}").mkdir()
+    before = sorted(os.listdir(victims))
+
+    env = {"TMPDIR": str(tmp_path), "NEST_JOBLIB_CPUS": "2", "JOBLIB_TEMP_FOLDER": str(maps)}
+    assert run_child_json("leftovers_root", "next", env=env) > 0
+    assert not planted.exists()
+    assert not ours_folder.exists()
+    assert all(folder.is_dir() for folder in kept)
+    assert sorted(os.listdir(victims)) == before
+    assert (victims / "data").read_text() == "keep"
+
+
+@pytest.mark.parametrize("end", ["return", "raise", "exit"])
+def test_the_exit_reaps_after_the_pools_finalizers(tmp_path: Path, end: str) -> None:
+    """Issue 28: the exit's cleanup ran as an atexit hook, before multiprocessing's
+    finalizers (pools' at priority 15), widening a pool's exit window; it runs
+    after them now, however the program ends, and still removes the directory."""
+    env = {"TMPDIR": str(tmp_path), "NEST_JOBLIB_CPUS": "2"}
+    proc = run_child("leftovers_exit_order", end, env=env, check=False)
+    assert proc.returncode == {"return": 0, "raise": 1, "exit": 3}[end], proc.stderr
+    assert last_json(proc.stdout)["there"] is True
+    assert ours(tmp_path) == []
+
+
+def test_a_daemon_threads_tokens_after_the_exit_cleanup_say_nothing(tmp_path: Path) -> None:
+    """Issue 28: the exit removes the directory while daemon threads run nested calls;
+    one that then takes a token found the slot files gone and warned."""
+    env = {"TMPDIR": str(tmp_path), "NEST_JOBLIB_CPUS": "40"}
+    proc = run_child("leftovers_exit_daemon", env=env)
+    assert last_json(proc.stdout) == {"tokens": 0}
+    assert proc.stderr == ""
+    assert ours(tmp_path) == []

@@ -6,27 +6,43 @@ once, with joblib's own memory-mapping reducers (see
 ``max_nbytes``, ``mmap_mode`` and ``temp_folder``, as joblib's loky pool
 pickles what it sends to its workers: a 400 MB array given to every leaf
 travels as a few hundred bytes naming its file, not once per task.
+
+The call's folder is recorded in the tree's budget directory before joblib
+makes it (:func:`.directory.record_maps`): a tree killed whole leaves it,
+and only such a record lets a later root remove it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import threading
+import uuid
 from typing import Any, Callable
 
-from . import contract
+from . import contract, directory
 
 logger = logging.getLogger("nest_joblib")
 
 
 class TaskPickler:
-    """Pickles the tasks of one nested call; :meth:`close` deletes its files."""
+    """Pickles the tasks of one nested call; :meth:`close` deletes its files.
+
+    ``record_in`` is the tree's budget directory, where the call's folder is
+    recorded (``None``: not recorded, as in tests).
+    """
 
     def __init__(
-        self, max_nbytes: int | None = 1024**2, mmap_mode: str = "r", temp_folder: str | None = None
+        self,
+        max_nbytes: int | None = 1024**2,
+        mmap_mode: str = "r",
+        temp_folder: str | None = None,
+        record_in: str | None = None,
     ) -> None:
         self._root = temp_folder
+        self._record_in = record_in
+        self._record: str | None = None
         self._lock = threading.Lock()
         self._manager: Any = None  # made with the first dump: most calls dump nothing
         self._closed = False
@@ -37,7 +53,11 @@ class TaskPickler:
             if self._closed:
                 raise RuntimeError("this nested call is over")
             if self._manager is None:
-                self._manager = contract.temp_folder_manager(self._root)
+                # joblib may make the folder at once (in /dev/shm): recorded first.
+                context = uuid.uuid4().hex
+                if self._record_in:
+                    self._record = directory.record_maps(self._record_in, context, self._root)
+                self._manager = contract.temp_folder_manager(self._root, context)
             manager = self._manager
         return contract.temp_folder(manager)
 
@@ -55,12 +75,17 @@ class TaskPickler:
         """Delete the call's memory-map folder (maps still open stay readable)."""
         with self._lock:
             manager, self._manager = self._manager, None
+            record, self._record = self._record, None
             self._closed = True
-        if manager is not None:
-            try:
-                contract.clean_temp_folder(manager)
-            except OSError as exc:  # pragma: no cover - a folder removed under us
-                logger.debug("could not remove a memory-map folder: %r", exc)
+        if manager is None:
+            return
+        folder = contract.temp_folder(manager)
+        try:
+            contract.clean_temp_folder(manager)
+        except OSError as exc:  # pragma: no cover - a folder removed under us
+            logger.debug("could not remove a memory-map folder: %r", exc)
+        if record is not None and not os.path.lexists(folder):
+            directory.forget_maps(record)
 
 
 class Pickled:

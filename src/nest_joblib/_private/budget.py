@@ -142,6 +142,11 @@ class Budget:
         """The budget's files cannot be locked here (not merely held elsewhere)."""
         if self.broken is None:
             self.broken = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, FileNotFoundError) and not os.path.isdir(self.ref.path):
+                # The tree is over: its root removed the directory as it exited
+                # (a daemon thread's call that runs on meanwhile), or it died.
+                logger.debug("the CPU budget's directory is gone: %s", self.broken)
+                return
             warn(
                 f"cannot lock the CPU budget's files ({self.broken}); this process runs "
                 "its tasks without tokens, and its nested calls in their caller"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 from contextlib import AbstractContextManager
 from typing import Any, Callable, Union
 
@@ -25,7 +26,7 @@ from joblib.parallel import cpu_count
 from nest_joblib._warnings import warn
 
 from . import budget as budget_mod
-from . import contract
+from . import contract, directory, process
 from .arrays import TaskPickler
 from .budget import BudgetRef
 from .nested import NestedCall
@@ -53,6 +54,37 @@ def _trace_root(path: str) -> None:
         trace.root(path)
     except OSError as exc:
         warn(f"cannot trace to NEST_JOBLIB_TRACE={path!r} ({exc}); nothing is traced")
+
+
+def _record_call(parallel: Any) -> str | None:
+    """Record the memory-map folder of a top-level call, if its tree has a directory yet."""
+    ref = budget_mod.tree_ref()
+    ident = contract.parallel_id(parallel)
+    if ref is None or not ref.path or ident is None:
+        return None
+    return directory.record_maps(ref.path, ident)
+
+
+def _record_executor(ref: BudgetRef | None, pool: tuple[str, dict[str, str]] | None) -> str | None:
+    """Record the memory-map folders of a loky executor (named with its manager's id), once.
+
+    The records of executors whose folders joblib has all deleted (an
+    aborted call's, whose workers were killed) are forgotten meanwhile.
+    """
+    if ref is None or not ref.path or pool is None:
+        return None
+    ident, folders = pool
+    recorded: dict[str, tuple[str, dict[str, str]]] = process.entry("memory-map records", dict)
+    for old, (record, left) in list(recorded.items()):
+        if old != ident and not any(os.path.lexists(f) for f in list(left.values())):
+            directory.forget_maps(record)
+            del recorded[old]
+    if ident not in recorded:
+        made = directory.record_maps(ref.path, ident)
+        if made is None:
+            return None
+        recorded[ident] = (made, folders)
+    return recorded[ident][0]
 
 
 #: Said once per process (NEST_JOBLIB_DEBUG): a budget of 1 nests as plain joblib.
@@ -137,9 +169,15 @@ class BudgetedLokyMixin:
 
     def configure(self, n_jobs: int = 1, parallel: Any = None, **kwargs: Any) -> int:
         if self._is_pool():
+            # joblib may make the call's memory-map folder in configure (/dev/shm).
+            early = _record_call(parallel)
             n: int = super().configure(n_jobs=n_jobs, parallel=parallel, **kwargs)  # type: ignore[misc]
             # Past loky's own configure: n > 1, so the call needs tokens now.
-            self._nest_shape: Shape = TopLevelPool(self, super(), self._budget_ref(), n)
+            ref = self._budget_ref()
+            self._nest_shape: Shape = TopLevelPool(self, super(), ref, n)
+            # Every folder of the pool's executor is named with its manager's id.
+            if _record_executor(ref, contract.pool_folders(self)) and early:
+                directory.forget_maps(early)
             return n
         ref = self._budget_ref()
         assert ref is not None
@@ -156,6 +194,7 @@ class BudgetedLokyMixin:
             kwargs.get("max_nbytes", 1024**2),
             kwargs.get("mmap_mode", "r"),
             kwargs.get("temp_folder"),
+            ref.path or None,
         )
         scheduler = Scheduler(n, budget, ref, env, level, pickler)
         self._nest_shape = NestedCall(self, scheduler)

@@ -13,6 +13,7 @@ nothing heavy is imported at ``import joblib``.
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 import threading
 from types import ModuleType
@@ -52,6 +53,8 @@ __all__ = [
     "memmapping_reducers",
     "new_lane",
     "on_loky_thread",
+    "parallel_id",
+    "pool_folders",
     "picklable_exception",
     "prepare_worker_env",
     "reset_batch_stats",
@@ -234,9 +237,39 @@ def memmapping_reducers(
     return dict(forward)
 
 
-def temp_folder_manager(root: str | None) -> Any:
-    """joblib's manager of one call's memory-map folder (under ``root``, or joblib's default)."""
-    return _memmapping.TemporaryResourcesManager(root)
+def temp_folder_manager(root: str | None, context: str) -> Any:
+    """joblib's manager of one call's memory-map folder (under ``root``, or joblib's default).
+
+    The folder's name ends with ``context`` (``..._<pid>_<manager>_<context>``):
+    an id known before joblib makes the folder, so it can be recorded first.
+    """
+    return _memmapping.TemporaryResourcesManager(root, context_id=context)
+
+
+#: What joblib puts in a memory-map folder's name: a random id, 32 hex digits.
+_FOLDER_ID = re.compile(r"[0-9a-f]{32}\Z")
+
+
+def parallel_id(parallel: Any) -> str | None:
+    """The id that names the memory-map folder of a top-level call (``Parallel._id``)."""
+    ident = getattr(parallel, "_id", None)
+    return ident if isinstance(ident, str) and _FOLDER_ID.match(ident) else None
+
+
+def pool_folders(backend: Any) -> tuple[str, dict[str, str]] | None:
+    """The id that names a configured loky backend's memory-map folders, and those folders.
+
+    Its executor's ``TemporaryResourcesManager``: its ``_id`` is in the name
+    of the folder of every call that the (reusable) executor runs, and its
+    ``_cached_temp_folders`` (context -> folder, a dict that joblib keeps and
+    empties in place) loses each folder that joblib deleted.
+    """
+    manager = getattr(getattr(backend, "_workers", None), "_temp_folder_manager", None)
+    ident = getattr(manager, "_id", None)
+    folders = getattr(manager, "_cached_temp_folders", None)
+    if isinstance(ident, str) and _FOLDER_ID.match(ident) and isinstance(folders, dict):
+        return ident, folders
+    return None
 
 
 def temp_folder(manager: Any) -> str:
@@ -379,6 +412,8 @@ def _missing_memory_maps() -> list[str]:
             if n not in parameters
         ]
     manager = getattr(_memmapping, "TemporaryResourcesManager", None)
+    if manager is not None and "context_id" not in inspect.signature(manager).parameters:
+        missing.append("TemporaryResourcesManager(context_id=)")
     return missing + [
         f"TemporaryResourcesManager.{n}"
         for n in ("resolve_temp_folder_name", "_clean_temporary_resources")

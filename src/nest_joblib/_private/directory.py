@@ -13,17 +13,20 @@ Only directories of this user are touched, never through a symbolic link; a
 directory without ``root.lock`` (made by an older nest-joblib, or by a root
 that is still setting it up) is stale only once it is a minute old.
 
-The memory maps of nested calls live in joblib's own folders
-(``joblib_memmapping_folder_<pid>_...``, see :mod:`.arrays`), which loky's
+Memory maps live in joblib's own folders
+(``joblib_memmapping_folder_<pid>_<manager>_<context>``), which loky's
 resource tracker removes when their tree ends; a tree killed whole, tracker
-included, leaves them. So the same reaping removes those of this user in
-joblib's default places (``JOBLIB_TEMP_FOLDER``, ``/dev/shm``, the temporary
-directory) whose process is gone.
+included, leaves them. A pid in such a name proves nothing (containers that
+share ``/dev/shm`` or a temporary volume see each other's processes as gone),
+so a folder is removed only when a record in a budget directory names it:
+each process of a tree records, before joblib makes a folder for it, the
+random id that will be in the folder's name (:func:`record_maps`), and the
+directory takes the folders it records with it when it goes. A folder no
+record names is never touched.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import os
@@ -32,6 +35,7 @@ import shutil
 import stat
 import tempfile
 import time
+from multiprocessing import util
 
 from . import process
 
@@ -44,8 +48,15 @@ logger = logging.getLogger("nest_joblib")
 
 PREFIX = "nest-joblib-"
 LOCK = "root.lock"
-#: joblib's memory-map folders, by the pid of the process that made them.
-_MEMMAPS = re.compile(r"joblib_memmapping_folder_(\d+)_")
+#: A record of memory-map folders: ``maps-<pid>-<id>``, naming the folders
+#: ``joblib_memmapping_folder_<pid>_<id>_*`` and ``..._<pid>_*_<id>``; it holds
+#: the folders' root when that is no default place of joblib's.
+MAPS = "maps-"
+_RECORD = re.compile(r"maps-(\d+)-([0-9a-f]{32})\Z")
+_FOLDER = re.compile(r"joblib_memmapping_folder_(\d+)_([0-9a-f]+)_([0-9a-f]+)\Z")
+#: After multiprocessing's pool finalizers (15) and loky's queues (10), before
+#: its semaphores (0): see :func:`_at_exit`.
+EXIT_PRIORITY = 1
 #: Age after which a directory without a root lock is stale.
 _UNLOCKED_GRACE = 60.0
 
@@ -88,7 +99,7 @@ def make(size: int) -> str:
         raise
     mine = _mine()
     if not mine:
-        atexit.register(_at_exit, os.getpid())
+        util.Finalize(None, _at_exit, args=(os.getpid(),), exitpriority=EXIT_PRIORITY)
     mine[path] = fd
     return path
 
@@ -148,32 +159,8 @@ def reap(root: str | None = None) -> list[str]:
                 removed.append(path)
         except OSError as exc:  # another root reaped it meanwhile, or it is not ours
             logger.debug("left %s: %r", path, exc)
-    removed += _reap_memmaps([root, os.environ.get("JOBLIB_TEMP_FOLDER"), "/dev/shm"])
     if removed:
         logger.debug("removed %d stale directories", len(removed))
-    return removed
-
-
-def _reap_memmaps(roots: list[str | None]) -> list[str]:
-    """joblib's memory-map folders of this user whose process is gone."""
-    removed = []
-    for root in dict.fromkeys(r for r in roots if r):
-        try:
-            names = os.listdir(root)
-        except OSError:
-            continue
-        for name in names:
-            match = _MEMMAPS.match(name)
-            if match is None or process.alive(int(match.group(1))):
-                continue
-            path = os.path.join(root, name)
-            try:
-                info = os.lstat(path)
-                if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
-                    shutil.rmtree(path)
-                    removed.append(path)
-            except OSError as exc:  # its tracker removed it meanwhile
-                logger.debug("left %s: %r", path, exc)
     return removed
 
 
@@ -186,26 +173,150 @@ def _remove_if_stale(path: str) -> bool:
     except FileNotFoundError:
         if time.time() - info.st_mtime < _UNLOCKED_GRACE:
             return False  # a root may be making it right now
-        shutil.rmtree(path)
+        _remove(path)
         return True
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False  # its root is alive
-        shutil.rmtree(path)  # holding its lock: no root can revive it meanwhile
+        _remove(path)  # holding its lock: no root can revive it meanwhile
         return True
     finally:
         os.close(fd)
 
 
 def _at_exit(pid: int) -> None:
+    """The root's exit: its directories go, with the folders they record, then stale ones.
+
+    A multiprocessing finalizer, not an ``atexit`` hook: those run before
+    multiprocessing's finalizers (last in, first out), and this one must run
+    after the pools' (:data:`EXIT_PRIORITY`), so that the listings and locks
+    of the reaping do not widen the window of a pool's exit. By then joblib's
+    own ``atexit`` hooks have removed the folders of its finished calls.
+    """
     if os.getpid() != pid:  # a forked child that exits normally: not its directories
         return
     mine = _mine()
     for path, fd in list(mine.items()):
-        shutil.rmtree(path, ignore_errors=True)
+        _remove(path)
         with contextlib.suppress(OSError):
             os.close(fd)
     mine.clear()
     reap()
+
+
+def record_maps(path: str, ident: str, root: str | None = None) -> str | None:
+    """Record in budget directory ``path`` that memory-map folders named with ``ident`` are ours.
+
+    ``ident`` is a random id (32 hex digits) that joblib puts in the name of
+    the folders of this process (a manager's or a context's), and ``root``
+    where they live when that is no default place. Written before anything
+    is dumped into such a folder (before joblib makes it, where the id is
+    known beforehand), so a tree killed while it uses one leaves none that
+    its directory does not name. The record's path; ``None`` if it cannot be
+    written (the folders are then joblib's alone, as in plain joblib).
+    """
+    record = os.path.join(path, f"{MAPS}{os.getpid()}-{ident}")
+    root = root or os.environ.get("JOBLIB_TEMP_FOLDER") or ""
+    try:
+        fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, os.fsencode(root))
+        finally:
+            os.close(fd)
+    except (OSError, ValueError) as exc:  # the tree is over (its directory gone)
+        logger.debug("could not record memory-map folders in %s: %r", path, exc)
+        return None
+    return record
+
+
+def forget_maps(record: str) -> None:
+    """Remove a record whose folders are gone."""
+    with contextlib.suppress(OSError):
+        os.unlink(record)
+
+
+def _remove(path: str) -> None:
+    """Remove budget directory ``path`` (ours), and the memory-map folders it records."""
+    with contextlib.suppress(OSError):
+        _remove_recorded(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_recorded(path: str) -> list[str]:
+    """The memory-map folders that ``path``'s records name, removed; their paths.
+
+    Nothing here trusts what a record says: its name must be a record's, it
+    must be a plain file of this user; a folder must match joblib's name with
+    the recorded pid and id, be a directory (not a link) of this user, and lie
+    in one of joblib's default places or in a recorded root that is a
+    directory of this user.
+    """
+    ids: set[tuple[str, str]] = set()
+    roots = dict.fromkeys(
+        r for r in (tempfile.gettempdir(), os.environ.get("JOBLIB_TEMP_FOLDER"), "/dev/shm") if r
+    )
+    for name in os.listdir(path):
+        match = _RECORD.match(name)
+        if match is None:
+            continue
+        try:
+            root = _read_record(os.path.join(path, name))
+        except OSError as exc:  # a link (O_NOFOLLOW), or gone meanwhile
+            logger.debug("left record %s: %r", name, exc)
+            continue
+        if root is None:
+            continue
+        ids.add((match.group(1), match.group(2)))
+        if root and _own_root(root):
+            roots[root] = None
+    return _remove_folders(ids, list(roots)) if ids else []
+
+
+def _read_record(record: str) -> str | None:
+    """The root a record names (``""``: joblib's defaults); ``None`` if it is no record of ours."""
+    fd = os.open(record, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+            return None
+        return os.fsdecode(os.read(fd, 4096))
+    finally:
+        os.close(fd)
+
+
+def _own_root(root: str) -> bool:
+    """Whether ``root`` is an absolute, plain path to a directory of this user (no link)."""
+    if not os.path.isabs(root) or os.path.normpath(root) != root or "\0" in root:
+        return False
+    try:
+        info = os.lstat(root)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+
+
+def _remove_folders(ids: set[tuple[str, str]], roots: list[str]) -> list[str]:
+    removed = []
+    for root in roots:
+        try:
+            names = os.listdir(root)
+        except OSError:
+            continue
+        for name in names:
+            match = _FOLDER.match(name)
+            if match is None:
+                continue
+            pid, first, second = match.groups()
+            if (pid, first) not in ids and (pid, second) not in ids:
+                continue
+            folder = os.path.join(root, name)
+            try:
+                info = os.lstat(folder)
+                if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+                    shutil.rmtree(folder)
+                    removed.append(folder)
+            except OSError as exc:  # its tracker removed it meanwhile
+                logger.debug("left %s: %r", folder, exc)
+    return removed
