@@ -29,7 +29,7 @@ class Interrupted:
 
 def main() -> None:
     ref = budget.root_budget(2)
-    spares = standby.Spares(ref, 1, lambda _: None, lambda work: work())  # the mark alone
+    spares = standby.Spares(ref, 1, lambda _: None)  # no batch sent: the mark alone
     calls = standby._calls()
     interrupted = False
     mark = None

@@ -57,9 +57,7 @@ class TopLevelPool:
         self._relay = Relay()
         if ref is not None:
             _pools().add(self)
-        self._spares = (
-            None if ref is None else Spares(ref, workers, self._send_covered, self._relay.run)
-        )
+        self._spares = None if ref is None else Spares(ref, workers, self._send_covered)
         if ref is not None and workers > ref.size:
             logger.debug(
                 "a top-level pool of %d workers, wider than the budget of %d: as plain "
@@ -74,10 +72,12 @@ class TopLevelPool:
             return self._submit(func, callback)
         # joblib's callback dispatches the next batch from loky's manager
         # thread: the batch goes out from the relay (see .relay), and joblib
-        # gets a future that the batch's own settles.
+        # gets a future that the batch's own settles. It counts as sent from
+        # now on: the worker that moves on to it keeps its token meanwhile.
         job: Future[Any] = Future()
         if callback is not None:
             job.add_done_callback(callback)
+        self._count_one()
         self._relay.run(functools.partial(self._submit_for, func, job))
         return job
 
@@ -85,15 +85,18 @@ class TopLevelPool:
         if contract.aborting(self._backend.parallel):
             job.cancel()  # as joblib's _dispatch, which sends nothing once aborting
         if not job.set_running_or_notify_cancel():
+            self._uncount_one()
             return
         try:
-            batch = self._submit(func, None)
+            batch = self._submit(func, None, counted=True)
         except BaseException as exc:  # the pool refused it: joblib's callback hears why
             job.set_exception(exc)
             return
         batch.add_done_callback(functools.partial(_settle, job))
 
-    def _submit(self, func: Callable[[], Any], callback: Callable[..., Any] | None) -> Any:
+    def _submit(
+        self, func: Callable[[], Any], callback: Callable[..., Any] | None, counted: bool = False
+    ) -> Any:
         if self._ref is None:
             return contract.loky_submit(self._backend, func, callback)
         if process.tracing is not None:
@@ -101,9 +104,9 @@ class TopLevelPool:
         if not self._started:
             self._started = True
             self._reserved = self._workers
-        job = self._send(func, callback)
+        job = self._send(func, callback, counted)
         if self._spares is not None:
-            self._spares.batch_sent(job)
+            self._spares.batch_sent()
         return job
 
     def _send(
@@ -112,18 +115,16 @@ class TopLevelPool:
         callback: Callable[..., Any] | None = None,
         counted: bool = False,
     ) -> Any:
+        """Send a batch to the pool (``counted``: it is in ``_in_flight`` already)."""
         assert self._ref is not None
         if not counted:
-            with self._lock:
-                self._in_flight += 1
-                surplus = self._cover()
-            _hand_over(surplus, self)
+            self._count_one()
         paid = Paid(func, self._ref)
         try:
             job = contract.loky_submit(self._backend, paid, callback)
         except BaseException:  # the pool refused it (a worker died a moment before)
             self._unreserve()
-            self._finished(None)
+            self._uncount_one()
             raise
         job.add_done_callback(self._finished)
         if process.tracing is not None:
@@ -146,13 +147,42 @@ class TopLevelPool:
             return None
         return self._send(func, counted=True)
 
+    def _count_one(self) -> None:
+        if self._ref is not None:
+            with self._lock:
+                self._in_flight += 1
+                surplus = self._cover()
+            _hand_over(surplus, self)
+
+    def _uncount_one(self) -> None:
+        if self._ref is not None:
+            with self._lock:
+                self._in_flight -= 1
+                surplus = self._cover()
+            _hand_over(surplus, self)
+
     def _finished(self, _: Any) -> None:
-        # joblib's own callback ran first: it sent the next batch, if any, so a
-        # worker that moves on keeps its token.
+        """A batch is done. joblib's own callback ran first: its next batch, if any, is
+        counted already, so a worker that moves on keeps its token. A worker left with
+        nothing to do stands by on that token: it stays counted for the stand-by batch
+        that the relay sends, never free in between."""
+        assert self._spares is not None
         with self._lock:
-            self._in_flight -= 1
-            surplus = self._cover()
-        _hand_over(surplus, self)
+            covered = len(self._tokens) >= self._in_flight
+            stand_by = covered and self._spares.wants_worker()
+            if not stand_by:
+                self._in_flight -= 1
+                surplus = self._cover()
+        if stand_by:
+            self._relay.run(self._stand_by)
+        else:
+            _hand_over(surplus, self)
+
+    def _stand_by(self) -> None:
+        assert self._spares is not None
+        if not self._spares.send_kept(functools.partial(self._send, counted=True)):
+            self._uncount_one()  # the call is over meanwhile
+        self._spares.send_idle()
 
     def _wanted(self) -> int:
         return min(max(self._in_flight, self._reserved), self._workers)

@@ -65,8 +65,7 @@ class Spares:
     """The root's side of one top-level call's stand-by batches.
 
     ``send(func)`` sends a stand-by batch to the call's pool if a token can be
-    held for it, and returns its future (``None``: not sent); ``relay(work)``
-    runs ``work`` off loky's threads (see :mod:`.relay`).
+    held for it, and returns its future (``None``: not sent).
     """
 
     def __init__(
@@ -74,32 +73,42 @@ class Spares:
         ref: BudgetRef,
         workers: int,
         send: Callable[..., Any],
-        relay: Callable[[Callable[[], None]], None],
     ) -> None:
         self._ref = ref
         self._workers = workers
         self._send_batch = send
-        self._relay = relay
         self._lock = threading.Lock()
         self._mark: str | None = None
         self._parallel: Any = None
         #: Futures of the stand-by batches sent (and maybe not done).
         self._out: list[Any] = []
 
-    def batch_sent(self, job: Any) -> None:
+    def batch_sent(self) -> None:
+        """A batch of the call was sent: it recalls other calls' stand-by batches."""
         _recall_others(self)
-        job.add_done_callback(self._batch_done)
 
-    def _batch_done(self, _: Any) -> None:
-        # On loky's manager thread, which must not submit (see .relay).
-        self._relay(self._send_if_idle)
-
-    def _send_if_idle(self) -> None:
-        # joblib's own callback ran first: it dispatched the next batch, if any.
+    def wants_worker(self) -> bool:
+        """Whether a worker whose batch is done should stand by (joblib's callback ran first)."""
         parallel = self._parallel
-        if parallel is None or contract.dispatching(parallel) or contract.aborting(parallel):
-            return
-        self._send()
+        return (
+            self._mark is not None
+            and parallel is not None
+            and not contract.dispatching(parallel)
+            and not contract.aborting(parallel)
+        )
+
+    def send_kept(self, send: Callable[..., Any]) -> bool:
+        """Send one stand-by batch with ``send``, on a token kept for it; whether it went."""
+        mark = self._mark
+        if mark is None:
+            return False
+        self._track(send(functools.partial(stand_by, mark)))
+        return True
+
+    def send_idle(self) -> None:
+        """A stand-by batch for each other worker with nothing to do, while tokens are free."""
+        if self.wants_worker():
+            self._send()
 
     @contextlib.contextmanager
     def standing_by(self, parallel: Any) -> Iterator[None]:
@@ -147,8 +156,11 @@ class Spares:
             job = None if mark is None else self._send_batch(functools.partial(stand_by, mark))
             if job is None:
                 return
-            with self._lock:
-                self._out = [out for out in self._out if not out.done()] + [job]
+            self._track(job)
+
+    def _track(self, job: Any) -> None:
+        with self._lock:
+            self._out = [out for out in self._out if not out.done()] + [job]
 
 
 def _recall_others(spares: Spares) -> None:
