@@ -186,17 +186,20 @@ def _family(seed: int, rng: random.Random, room: _Room, call: dict[str, Any]) ->
         nested = _call(rng, room, 1)
         nested["prefer"] = "threads"  # joblib's own thread pool, still running at exit
         error = {"kind": "raise", "error": "ValueError"}
-        call["tasks"][:0] = [{"kind": "call", "call": nested}, error]
+        call["tasks"][:0] = [_two_widths(rng, room), {"kind": "call", "call": nested}, error]
     elif seed % 20 == TWO_WIDTHS:
-        calls = [_call(rng, room, 1) for _ in range(2)]
-        for sub, width in zip(calls, (-1, 4)):
-            sub["n_jobs"] = width
-            sub.pop("prefer", None)
-        call["tasks"].insert(
-            rng.randrange(len(call["tasks"]) + 1), {"kind": "threads", "calls": calls}
-        )
+        call["tasks"].insert(rng.randrange(len(call["tasks"]) + 1), _two_widths(rng, room))
         if _may_raise(call) or _has_timeout(call):
             call.pop("take", None)
+
+
+def _two_widths(rng: random.Random, room: _Room) -> dict[str, Any]:
+    """A task whose two threads make calls of two widths (``n_jobs=-1`` and 4)."""
+    calls = [_call(rng, room, 1) for _ in range(2)]
+    for sub, width in zip(calls, (-1, 4)):
+        sub["n_jobs"] = width
+        sub.pop("prefer", None)
+    return {"kind": "threads", "calls": calls}
 
 
 def in_family(program: dict[str, Any], family: str) -> bool:
