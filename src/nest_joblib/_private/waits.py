@@ -95,7 +95,7 @@ def _ready_time(native_id: int | None) -> float:
 class Clock:
     """The CPU clock of one thread, sampled by the watcher."""
 
-    __slots__ = ("_id", "_native", "_samples", "waiting")
+    __slots__ = ("_id", "_native", "_samples", "judged", "waiting")
 
     def __init__(self, ident: int | None = None, native_id: int | None = None) -> None:
         if ident is None:
@@ -103,6 +103,8 @@ class Clock:
         self._id = time.pthread_getcpuclockid(ident)
         self._native = native_id
         self._samples = [self._sample()]
+        #: The last sample closed a whole window (before: no judgement yet).
+        self.judged = False
         #: The last judgement: the thread waited over the last window.
         self.waiting = False
 
@@ -127,8 +129,9 @@ class Clock:
         wall1, cpu1, ready1, all1 = self._samples[-1]
         window = wall1 - wall0
         idle = _WAITING * window
+        self.judged = window >= _TICK * _WINDOW_TICKS * 0.9
         stalled = (
-            window >= _TICK * _WINDOW_TICKS * 0.9
+            self.judged
             and cpu1 - cpu0 < idle
             and ready1 - ready0 < idle
             and (all1 - all0) - (cpu1 - cpu0) < _OTHERS * window
@@ -147,15 +150,15 @@ def done() -> None:
 
 
 class Watched(Protocol):
-    def wants_stand_in(self) -> bool | None:
-        """True: every running inline task waits and a task is ready to start
-        beside them; False: not now; None: stop watching me."""
+    def wants_stand_ins(self) -> int | None:
+        """How many stand-ins may start now, every running inline task waiting
+        (0: not now; None: stop watching me)."""
 
     def unwatched(self) -> None:
         """The watcher stopped watching (after ``None``); the call may ask again."""
 
-    def stand_in(self) -> bool:
-        """Start a stand-in for the next queued task; whether one started."""
+    def stand_in(self, count: int = 1) -> int:
+        """Start up to ``count`` stand-ins for the next queued tasks; how many started."""
 
 
 class Watcher:
@@ -227,13 +230,15 @@ class Watcher:
                 calls = list(self._calls)
             idle = self._idle_tokens()
             for call in calls:
-                verdict = call.wants_stand_in()
-                if verdict is None:
+                wanted = call.wants_stand_ins()
+                if wanted is None:
                     self.unwatch(call)
                     call.unwatched()
-                elif verdict and idle > 0 and call.stand_in():
-                    logger.debug("a stand-in beside waiting tasks (%d idle tokens here)", idle)
-                    idle -= 1
+                elif wanted and idle > 0:
+                    started = call.stand_in(wanted)
+                    if started:
+                        logger.debug("%d stand-ins beside waiting tasks (%d idle)", started, idle)
+                        idle -= 1  # the burst's stand-ins that compute use up tokens next time
 
 
 def watcher() -> Watcher:
