@@ -126,3 +126,14 @@ def test_waiting_leaves_overlap_in_a_call_that_finds_free_cpus() -> None:
     """
     out = run_child_json("real_waits", "one", env={"NEST_JOBLIB_CPUS": "6"}, timeout=120)
     assert out == [{"held": True, "met": [True] * 8}]
+
+
+def test_the_wait_watcher_never_makes_the_clock_of_a_thread_that_exited() -> None:
+    """A holder that leaves its token and exits while the watcher looks (issue 28, item 4).
+
+    Before, the watcher called ``pthread_getcpuclockid`` with that thread's
+    ident, after it had exited: undefined behaviour.
+    """
+    out = run_child_json("waits_dead_holder")
+    assert out["holder_gone"]
+    assert out["dead"] == 0

@@ -97,10 +97,17 @@ class Clock:
 
     __slots__ = ("_id", "_native", "_samples", "judged", "waiting")
 
-    def __init__(self, ident: int | None = None, native_id: int | None = None) -> None:
-        if ident is None:
-            ident, native_id = threading.get_ident(), threading.get_native_id()
-        self._id = time.pthread_getcpuclockid(ident)
+    def __init__(self, clock_id: int | None = None, native_id: int | None = None) -> None:
+        """The calling thread's clock, or the clock ``clock_id`` that a thread made itself.
+
+        Never from another thread's ident: that thread may have exited meanwhile, and
+        ``pthread_getcpuclockid`` on it is undefined behaviour. A clock whose thread
+        has exited reads as an error, which a sample survives.
+        """
+        if clock_id is None:
+            clock_id = time.pthread_getcpuclockid(threading.get_ident())
+            native_id = threading.get_native_id()
+        self._id = clock_id
         self._native = native_id
         self._samples = [self._sample()]
         #: The last sample closed a whole window (before: no judgement yet).
@@ -197,13 +204,12 @@ class Watcher:
         for ident in [i for i in clocks if i not in holders]:
             del clocks[ident]
         idle = 0
-        for ident, native_id in holders.items():
+        for ident, (native_id, clock_id) in holders.items():
             clock = self.runners.get(ident) or clocks.get(ident)
             if clock is None:
-                try:
-                    clock = clocks[ident] = Clock(ident, native_id)
-                except OSError:  # the thread just ended
+                if clock_id is None:  # no CPU clock there
                     continue
+                clock = clocks[ident] = Clock(clock_id, native_id)
             idle += clock.sample()
         for ident, clock in list(self.runners.items()):
             if ident not in holders:
