@@ -26,9 +26,11 @@ people really nest: a 400 MB array given to every leaf (big, bigfull), leaves th
 (wait), numpy leaves that release the GIL (numpy; warm: the same twice in a row, on a pool
 that a first such call warmed before the clock started, as in a program that calls it again),
 the top level alone (toplevel-wait, toplevel-cpu; toplevel-warm: toplevel-cpu on a warm pool),
-and leaves that wait in a nested call that finds CPUs free (waitfree: the budget mode gets a
-budget of twice the CPUs, as a machine with more CPUs than its outer loop uses; it has no
-target of its own, only naive nesting's time).
+leaves that wait in a nested call that finds CPUs free (waitfree: the budget mode gets a
+budget of twice the CPUs, as a machine with more CPUs than its outer loop uses), nested calls
+of N leaves that wait, as wide as their user asks (waitwide8, waitwide32, waitwide64), and
+leaves that wait in turn with leaves that compute (mixed: only the computing ones are counted
+in the peaks).
 
 ``--modes naive,budget`` runs only those modes (still interleaved): e.g. ``--modes naive,budget
 --shapes short,big --repeat 20``, the pairs that tell whether the budget takes at most naive

@@ -21,17 +21,31 @@ intervals, so a thread that merely shares the GIL does not count) *waits*.
   them is missed then, which costs overlap, never a CPU).
 - A token is *idle* when the thread that holds it waits. A thread that waits
   for its own nested call holds no token meanwhile (it lent it to the call),
-  so the work of nested calls is never mistaken for a wait.
+  so the work of nested calls is never mistaken for a wait. Its CPU clock is
+  made by the holding thread itself (:mod:`.budget`): made here from its
+  ident, it could name a thread that has just exited.
 - Each inline task that runs without a token (a stand-in, or a task of a call
   whose caller had none) and computes uses up one idle token.
-- A stand-in starts for a call when every running inline task of that call
-  waits and the process has an idle token left; it runs queued tasks one at
-  a time while the call's other tasks still wait.
+- When every running inline task of a call waits and the process has an idle
+  token left, stand-ins start for that call at once, in one burst: one for
+  each queued task whose function was last seen waiting here (tasks of one
+  function tend to do alike: a call over downloads waits in each), up to the
+  call's ``n_jobs`` in flight, and one more for the next task of any other
+  function. A call of waiting tasks so reaches its width one window after
+  its first task is seen waiting, whatever its ``n_jobs``; a task that
+  computes is found out one at a time, and the others stay queued for
+  processes that compute on other CPUs. A stand-in runs queued tasks one at a
+  time while the call's other tasks still wait.
 
-A Python thread cannot be paused: a task that resumes from its wait while its
-stand-in computes makes two tasks on one token until one of them ends. That
-is the bound of the overshoot: one task more per token that was idle, for as
-long as the tasks that overlap run.
+A Python thread cannot be paused. A task that resumes from its wait while its
+stand-in computes makes two tasks on one token until one of them ends: one
+task more per token that was idle. And a burst's tasks whose function waited
+before but computes now compute beside each other until they end; once the
+watcher sees them compute, they use up the idle tokens and nothing more
+starts. That is the bound of the overshoot: the tasks of one call in flight,
+at most its ``n_jobs``, in one process (which computes on one CPU where the
+tasks hold the GIL, and as plain joblib's ``n_jobs`` threads of a first
+nested level do where they release it), for as long as those tasks run.
 
 Where threads have no CPU clock (macOS, Windows), nothing tells a task that
 waits from one that computes, and nothing is watched: each task of a nested

@@ -5,7 +5,9 @@ its caller's token, as plain joblib's threads would (the caller lends it its
 CPU while it waits, see :mod:`..nested`). A *stand-in* is a thread that runs
 a queued task beside the call's tasks here when each of them waits (I/O,
 ``time.sleep``, a lock: see :mod:`..waits`), up to ``n_jobs`` in flight, on
-no token: it uses the CPU their waits leave idle. Where threads have no CPU
+no token: it uses the CPU their waits leave idle. They start in bursts, one
+for each queued task whose function was seen waiting here, and one more for
+another (:meth:`LocalRunners._burst`). Where threads have no CPU
 clock nothing tells a task that waits from one that computes, so each task
 that starts here starts a stand-in for the next, as joblib's threads would
 run them all.
