@@ -47,7 +47,7 @@ def _count_ticks() -> None:
         return started
 
     waits.Watcher._idle_tokens = counted  # type: ignore[method-assign]
-    local.LocalRunners.stand_in = noted  # type: ignore[method-assign]
+    local.LocalRunners.stand_in = noted  # type: ignore[method-assign,assignment]
 
 
 def arrive(barrier: threading.Barrier) -> int:

@@ -34,7 +34,7 @@ def main() -> None:
     entered.wait(10)
     real_holders = budget.holders
 
-    def holders_then_exit() -> dict:  # type: ignore[type-arg]
+    def holders_then_exit() -> dict[int, tuple[int, int | None]]:
         snapshot = real_holders()
         leave.set()
         thread.join(10)  # the holder is gone before the watcher makes its clock
@@ -47,13 +47,13 @@ def main() -> None:
         calls.append(ident in {t.ident for t in threading.enumerate()})
         return real_clockid(ident)
 
-    budget.holders = holders_then_exit  # type: ignore[assignment]
-    time.pthread_getcpuclockid = clockid  # type: ignore[assignment]
+    budget.holders = holders_then_exit
+    time.pthread_getcpuclockid = clockid
     try:
         waits.watcher()._idle_tokens()
     finally:
-        budget.holders = real_holders  # type: ignore[assignment]
-        time.pthread_getcpuclockid = real_clockid  # type: ignore[assignment]
+        budget.holders = real_holders
+        time.pthread_getcpuclockid = real_clockid
     for token in tokens:
         token.release()
     emit({"holder_gone": not thread.is_alive(), "dead": calls.count(False), "calls": len(calls)})
