@@ -109,7 +109,7 @@ def _ready_time(native_id: int | None) -> float:
 class Clock:
     """The CPU clock of one thread, sampled by the watcher."""
 
-    __slots__ = ("_id", "_native", "_samples", "judged", "waiting")
+    __slots__ = ("_id", "_native", "_samples", "computed", "waiting")
 
     def __init__(self, clock_id: int | None = None, native_id: int | None = None) -> None:
         """The calling thread's clock, or the clock ``clock_id`` that a thread made itself.
@@ -124,10 +124,10 @@ class Clock:
         self._id = clock_id
         self._native = native_id
         self._samples = [self._sample()]
-        #: The last sample closed a whole window (before: no judgement yet).
-        self.judged = False
-        #: The last judgement: the thread waited over the last window.
+        #: The last judgement: the thread waited over the last window...
         self.waiting = False
+        #: ... or it ran for a tenth of it or more (neither: starved, or not judged).
+        self.computed = False
 
     def _sample(self) -> tuple[float, float, float, float]:
         """(wall time, CPU time, time ready to run, this process's CPU time)."""
@@ -150,9 +150,10 @@ class Clock:
         wall1, cpu1, ready1, all1 = self._samples[-1]
         window = wall1 - wall0
         idle = _WAITING * window
-        self.judged = window >= _TICK * _WINDOW_TICKS * 0.9
+        judged = window >= _TICK * _WINDOW_TICKS * 0.9  # else not a whole window yet
+        self.computed = judged and cpu1 - cpu0 >= idle
         stalled = (
-            self.judged
+            judged
             and cpu1 - cpu0 < idle
             and ready1 - ready0 < idle
             and (all1 - all0) - (cpu1 - cpu0) < _OTHERS * window

@@ -75,10 +75,14 @@ class LocalRunners:
         return self._waited.get(_kind(task)) is True
 
     def _learn(self) -> None:
-        """Note what each running task's function did over the last window (watcher's tick)."""
+        """Note what each running task's function did over the last window (watcher's tick).
+
+        Only a clear verdict counts: a thread that a busy machine starved, or
+        that may have waited for the GIL, tells nothing of its function.
+        """
         for ident, clock in self._clocks.items():
             kind = self._kinds.get(ident)
-            if clock is not None and clock.judged and kind is not None:
+            if clock is not None and kind is not None and (clock.waiting or clock.computed):
                 self._waited[kind] = clock.waiting
 
     def _burst(self, queue: CallQueue) -> int:
