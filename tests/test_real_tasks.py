@@ -171,3 +171,14 @@ def test_tasks_that_compute_beside_tasks_that_wait_stay_within_plain_and_budget(
         assert plugin["leaves"] <= plain["leaves"]
     else:
         assert plugin["processes"] <= 2
+
+
+def test_tasks_that_wait_for_their_own_nested_calls_start_no_burst() -> None:
+    """A task waiting for its nested call lends its CPU; its function is not learnt as waiting.
+
+    Else the stand-ins of its call would start together, each running a
+    nested call of its own on no token. Here one stand-in at a time starts.
+    """
+    for _ in range(3):
+        out = run_child_json("waits_burst", "nested", env=TWO, timeout=120)
+        assert max(out["bursts"], default=0) <= 1, out

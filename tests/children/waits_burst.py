@@ -1,6 +1,6 @@
 """A nested call of tasks that wait reaches its width at once, and what computes beside them.
 
-    waits_burst.py barrier | mixed-numpy | mixed-python
+    waits_burst.py barrier | mixed-numpy | mixed-python | nested
 
 "barrier": one outer task whose nested ``Parallel(n_jobs=32)`` runs 32
 leaves that wait on a ``threading.Barrier(32)`` given to them as an argument
@@ -13,6 +13,11 @@ stand-in (the first time the watcher saw the leaves wait) to the last arrival.
 compute about 0.15 s (numpy sorts that release the GIL, or pure Python); the
 report has the spans of the computing leaves (pid, start, end), and the
 peaks of leaves and of processes computing at once.
+
+"nested": one outer task whose nested ``Parallel(n_jobs=4)`` runs 4 tasks that
+each run a nested call of 2 leaves that sleep 0.3 s; the report has the
+stand-ins started at once for the call of 4 (its tasks wait for their own
+calls: that is no wait of theirs, and they start no burst).
 """
 
 from __future__ import annotations
@@ -95,10 +100,43 @@ def mixed_call(numpy: bool) -> list[list[float]]:
     return [span for span in Parallel(n_jobs=16)(tasks) if span is not None]
 
 
+def short_sleep() -> None:
+    time.sleep(0.3)
+
+
+def runs_a_nested_call() -> None:
+    from joblib import Parallel, delayed
+
+    Parallel(n_jobs=2)(delayed(short_sleep)() for _ in range(2))
+
+
+def nested_calls() -> list[int]:
+    """A call of 4 tasks that each run a nested call of 2 sleeping leaves: its bursts."""
+    from joblib import Parallel, delayed
+
+    from nest_joblib._private.scheduling import local
+
+    stand_in, bursts = local.LocalRunners.stand_in, []
+
+    def noted(self: local.LocalRunners, *count: int) -> int:
+        started = stand_in(self, *count)
+        if self._queue.n_jobs == 4:
+            bursts.append(started)
+        return started
+
+    local.LocalRunners.stand_in = noted  # type: ignore[method-assign,assignment]
+    Parallel(n_jobs=4)(delayed(runs_a_nested_call)() for _ in range(4))
+    return bursts
+
+
 def main() -> None:
     from joblib import Parallel, delayed
 
     mode = sys.argv[1]
+    if mode == "nested":
+        [bursts] = Parallel(n_jobs=2)(delayed(nested_calls)() for _ in range(1))
+        emit({"bursts": bursts})
+        return
     if mode == "barrier":
         [report] = Parallel(n_jobs=2)(delayed(barrier_call)() for _ in range(1))
         emit(report)

@@ -109,7 +109,7 @@ def _ready_time(native_id: int | None) -> float:
 class Clock:
     """The CPU clock of one thread, sampled by the watcher."""
 
-    __slots__ = ("_id", "_native", "_samples", "computed", "waiting")
+    __slots__ = ("_id", "_native", "_samples", "computed", "lending", "waiting")
 
     def __init__(self, clock_id: int | None = None, native_id: int | None = None) -> None:
         """The calling thread's clock, or the clock ``clock_id`` that a thread made itself.
@@ -128,6 +128,8 @@ class Clock:
         self.waiting = False
         #: ... or it ran for a tenth of it or more (neither: starved, or not judged).
         self.computed = False
+        #: The thread waits for a nested call of its own: its wait says nothing of its task.
+        self.lending = False
 
     def _sample(self) -> tuple[float, float, float, float]:
         """(wall time, CPU time, time ready to run, this process's CPU time)."""
@@ -169,6 +171,18 @@ def running(clock: Clock) -> None:
 
 def done() -> None:
     watcher().runners.pop(threading.get_ident(), None)
+
+
+def lending(on: bool) -> None:
+    """The calling thread starts (or stops) waiting for a nested call of its own.
+
+    Its task is then neither a task that waits nor one that computes: its
+    function is not learnt from (:mod:`.scheduling.local`), so tasks that run
+    nested calls start no burst of stand-ins.
+    """
+    clock = watcher().runners.get(threading.get_ident())
+    if clock is not None:
+        clock.lending = on
 
 
 class Watched(Protocol):

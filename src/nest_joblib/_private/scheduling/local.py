@@ -78,11 +78,14 @@ class LocalRunners:
         """Note what each running task's function did over the last window (watcher's tick).
 
         Only a clear verdict counts: a thread that a busy machine starved, or
-        that may have waited for the GIL, tells nothing of its function.
+        that may have waited for the GIL, tells nothing of its function, nor
+        one that waits for a nested call of its own (its work runs elsewhere).
         """
         for ident, clock in self._clocks.items():
             kind = self._kinds.get(ident)
-            if clock is not None and kind is not None and (clock.waiting or clock.computed):
+            if clock is None or kind is None or clock.lending:  # waits for its own call
+                continue
+            if clock.waiting or clock.computed:
                 self._waited[kind] = clock.waiting
 
     def _burst(self, queue: CallQueue) -> int:
