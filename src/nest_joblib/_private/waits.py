@@ -235,9 +235,10 @@ class Watcher:
         idle = 0
         for ident, (native_id, clock_id) in holders.items():
             clock = self.runners.get(ident) or clocks.get(ident)
-            if clock is None:
+            if clock is None or (ident in clocks and clock._id != clock_id):
                 if clock_id is None:  # no CPU clock there
                     continue
+                # (A new thread may reuse the ident of one that has ended: its own clock.)
                 clock = clocks[ident] = Clock(clock_id, native_id)
             idle += clock.sample()
         for ident, clock in list(self.runners.items()):
