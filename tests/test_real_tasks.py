@@ -126,3 +126,59 @@ def test_waiting_leaves_overlap_in_a_call_that_finds_free_cpus() -> None:
     """
     out = run_child_json("real_waits", "one", env={"NEST_JOBLIB_CPUS": "6"}, timeout=120)
     assert out == [{"held": True, "met": [True] * 8}]
+
+
+def test_the_wait_watcher_never_makes_the_clock_of_a_thread_that_exited() -> None:
+    """A holder that leaves its token and exits while the watcher looks (issue 28, item 4).
+
+    Before, the watcher called ``pthread_getcpuclockid`` with that thread's
+    ident, after it had exited: undefined behaviour.
+    """
+    out = run_child_json("waits_dead_holder")
+    assert out["holder_gone"]
+    assert out["dead"] == 0
+
+
+def test_a_wide_call_of_waiting_leaves_reaches_its_width_within_two_windows() -> None:
+    """32 leaves wait on one barrier in their caller's process, on a budget of 2 (issue 29).
+
+    They all reach it, and the watcher's windows (two ticks each) from the
+    first stand-in to the last arrival are at most 2. Before, one stand-in
+    started per window, each new leaf seen waiting first: about 31 windows.
+    """
+    out = run_child_json("waits_burst", "barrier", env=TWO, timeout=120)
+    arrivals, first = out["arrivals"], out["first_stand_in"]
+    assert -1 not in arrivals
+    assert len(arrivals) == 32
+    assert first is not None
+    assert (max(arrivals) - first) / 2 <= 2
+
+
+@pytest.mark.parametrize("leaves", ["mixed-numpy", "mixed-python"])
+def test_tasks_that_compute_beside_tasks_that_wait_stay_within_plain_and_budget(
+    leaves: str,
+) -> None:
+    """16 leaves in turn wait and compute, n_jobs=16, on a budget of 2 (issue 29).
+
+    Leaves that release the GIL: never more computing at once than plain
+    joblib's threads in the same program. Pure-Python leaves: never more
+    processes computing at once than the budget.
+    """
+    plugin = run_child_json("waits_burst", leaves, env=TWO, timeout=120)
+    assert plugin["computed"] == 8
+    if leaves == "mixed-numpy":
+        plain = run_child_json("waits_burst", leaves, env=PLAIN, timeout=120)
+        assert plugin["leaves"] <= plain["leaves"]
+    else:
+        assert plugin["processes"] <= 2
+
+
+def test_tasks_that_wait_for_their_own_nested_calls_start_no_burst() -> None:
+    """A task waiting for its nested call lends its CPU; its function is not learnt as waiting.
+
+    Else the stand-ins of its call would start together, each running a
+    nested call of its own on no token. Here one stand-in at a time starts.
+    """
+    for _ in range(3):
+        out = run_child_json("waits_burst", "nested", env=TWO, timeout=120)
+        assert max(out["bursts"], default=0) <= 1, out

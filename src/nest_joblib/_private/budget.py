@@ -27,6 +27,7 @@ import os
 import random
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -369,8 +370,10 @@ class _Holders:
 
     def __init__(self) -> None:
         self.local = threading.local()
-        #: Thread ident -> native id, for the threads that hold a token (see .waits).
-        self.threads: dict[int, int] = {}
+        #: Thread ident -> (native id, CPU clock id or None), for the threads that hold a
+        #: token (see .waits). The clock is made by the thread itself, while it surely
+        #: lives: made by another thread for an ident, it may name one that has exited.
+        self.threads: dict[int, tuple[int, int | None]] = {}
 
 
 def _holders() -> _Holders:
@@ -390,11 +393,21 @@ def set_held(token: Token | None) -> None:
     if token is None:
         holders.threads.pop(threading.get_ident(), None)
     else:
-        holders.threads[threading.get_ident()] = threading.get_native_id()
+        holders.threads[threading.get_ident()] = (threading.get_native_id(), _own_clock())
 
 
-def holders() -> dict[int, int]:
-    """The threads of this process that hold a token: ident -> native id."""
+def _own_clock() -> int | None:
+    """The calling thread's CPU clock id (None where threads have none), made once."""
+    local = _holders().local
+    if not hasattr(local, "clock"):
+        make = getattr(time, "pthread_getcpuclockid", None)
+        local.clock = None if make is None else make(threading.get_ident())
+    clock: int | None = local.clock
+    return clock
+
+
+def holders() -> dict[int, tuple[int, int | None]]:
+    """The threads of this process that hold a token: ident -> (native id, CPU clock id)."""
     return dict(_holders().threads)
 
 

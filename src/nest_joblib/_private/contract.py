@@ -40,6 +40,7 @@ __all__ = [
     "ThreadingBackend",
     "TerminatedWorkerError",
     "aborting",
+    "batch_function",
     "check",
     "check_engine",
     "clean_temp_folder",
@@ -84,6 +85,19 @@ def dispatching(parallel: Any) -> bool:
 def aborting(parallel: Any) -> bool:
     """Whether ``parallel`` is aborting after an error (yes, before it says)."""
     return bool(getattr(parallel, "_aborting", True))
+
+
+#: ``BatchedCalls`` attribute: its calls, ``(function, args, kwargs)`` each (see .scheduling.local).
+BATCH_ATTRIBUTES = ("items",)
+
+
+def batch_function(batch: object) -> object:
+    """The function of a joblib batch's first call; anything else is its own function."""
+    items = getattr(batch, "items", None)
+    try:
+        return items[0][0] if isinstance(items, list) else batch
+    except (IndexError, KeyError, TypeError):  # an empty batch, or not joblib's
+        return batch
 
 
 # -- joblib._parallel_backends --------------------------------------------------
@@ -360,6 +374,11 @@ def _missing_in_joblib(parallel: ModuleType) -> list[str]:
         missing += [f"Parallel.{n}" for n in _uses(cls, PARALLEL_ATTRIBUTES)]
     else:
         missing.append("joblib.parallel.Parallel")
+    batch = getattr(parallel, "BatchedCalls", None)
+    if isinstance(batch, type):
+        missing += [f"BatchedCalls.{n}" for n in _uses(batch, BATCH_ATTRIBUTES)]
+    else:
+        missing.append("joblib.parallel.BatchedCalls")
     if _LOKY_SUBMIT is None:
         missing.append("LokyBackend.submit (or apply_async)")
     if PoolManagerMixin is None or "terminate" not in vars(PoolManagerMixin):

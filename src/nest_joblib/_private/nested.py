@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from typing import Any, Callable
 
 from . import budget as budget_mod
-from . import contract, process
+from . import contract, process, waits
 from .scheduling import Scheduler
 
 
@@ -40,6 +40,7 @@ class NestedCall:
         # a stand-in could fill, see .waits).
         token = budget_mod.held()
         budget_mod.set_held(None)
+        waits.lending(True)
         try:
             yield
         except BaseException:
@@ -49,6 +50,7 @@ class NestedCall:
             self._scheduler.stop()
             raise
         finally:
+            waits.lending(False)
             budget_mod.set_held(token)
 
     def terminate(self) -> None:

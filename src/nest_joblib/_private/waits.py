@@ -21,17 +21,31 @@ intervals, so a thread that merely shares the GIL does not count) *waits*.
   them is missed then, which costs overlap, never a CPU).
 - A token is *idle* when the thread that holds it waits. A thread that waits
   for its own nested call holds no token meanwhile (it lent it to the call),
-  so the work of nested calls is never mistaken for a wait.
+  so the work of nested calls is never mistaken for a wait. Its CPU clock is
+  made by the holding thread itself (:mod:`.budget`): made here from its
+  ident, it could name a thread that has just exited.
 - Each inline task that runs without a token (a stand-in, or a task of a call
   whose caller had none) and computes uses up one idle token.
-- A stand-in starts for a call when every running inline task of that call
-  waits and the process has an idle token left; it runs queued tasks one at
-  a time while the call's other tasks still wait.
+- When every running inline task of a call waits and the process has an idle
+  token left, stand-ins start for that call at once, in one burst: one for
+  each queued task whose function was last seen waiting here (tasks of one
+  function tend to do alike: a call over downloads waits in each), up to the
+  call's ``n_jobs`` in flight, and one more for the next task of any other
+  function. A call of waiting tasks so reaches its width one window after
+  its first task is seen waiting, whatever its ``n_jobs``; a task that
+  computes is found out one at a time, and the others stay queued for
+  processes that compute on other CPUs. A stand-in runs queued tasks one at a
+  time while the call's other tasks still wait.
 
-A Python thread cannot be paused: a task that resumes from its wait while its
-stand-in computes makes two tasks on one token until one of them ends. That
-is the bound of the overshoot: one task more per token that was idle, for as
-long as the tasks that overlap run.
+A Python thread cannot be paused. A task that resumes from its wait while its
+stand-in computes makes two tasks on one token until one of them ends: one
+task more per token that was idle. And a burst's tasks whose function waited
+before but computes now compute beside each other until they end; once the
+watcher sees them compute, they use up the idle tokens and nothing more
+starts. That is the bound of the overshoot: the tasks of one call in flight,
+at most its ``n_jobs``, in one process (which computes on one CPU where the
+tasks hold the GIL, and as plain joblib's ``n_jobs`` threads of a first
+nested level do where they release it), for as long as those tasks run.
 
 Where threads have no CPU clock (macOS, Windows), nothing tells a task that
 waits from one that computes, and nothing is watched: each task of a nested
@@ -95,16 +109,27 @@ def _ready_time(native_id: int | None) -> float:
 class Clock:
     """The CPU clock of one thread, sampled by the watcher."""
 
-    __slots__ = ("_id", "_native", "_samples", "waiting")
+    __slots__ = ("_id", "_native", "_samples", "computed", "lending", "waiting")
 
-    def __init__(self, ident: int | None = None, native_id: int | None = None) -> None:
-        if ident is None:
-            ident, native_id = threading.get_ident(), threading.get_native_id()
-        self._id = time.pthread_getcpuclockid(ident)
+    def __init__(self, clock_id: int | None = None, native_id: int | None = None) -> None:
+        """The calling thread's clock, or the clock ``clock_id`` that a thread made itself.
+
+        Never from another thread's ident: that thread may have exited meanwhile, and
+        ``pthread_getcpuclockid`` on it is undefined behaviour. A clock whose thread
+        has exited reads as an error, which a sample survives.
+        """
+        if clock_id is None:
+            clock_id = time.pthread_getcpuclockid(threading.get_ident())
+            native_id = threading.get_native_id()
+        self._id = clock_id
         self._native = native_id
         self._samples = [self._sample()]
-        #: The last judgement: the thread waited over the last window.
+        #: The last judgement: the thread waited over the last window...
         self.waiting = False
+        #: ... or it ran for a tenth of it or more (neither: starved, or not judged).
+        self.computed = False
+        #: The thread waits for a nested call of its own: its wait says nothing of its task.
+        self.lending = False
 
     def _sample(self) -> tuple[float, float, float, float]:
         """(wall time, CPU time, time ready to run, this process's CPU time)."""
@@ -127,8 +152,10 @@ class Clock:
         wall1, cpu1, ready1, all1 = self._samples[-1]
         window = wall1 - wall0
         idle = _WAITING * window
+        judged = window >= _TICK * _WINDOW_TICKS * 0.9  # else not a whole window yet
+        self.computed = judged and cpu1 - cpu0 >= idle
         stalled = (
-            window >= _TICK * _WINDOW_TICKS * 0.9
+            judged
             and cpu1 - cpu0 < idle
             and ready1 - ready0 < idle
             and (all1 - all0) - (cpu1 - cpu0) < _OTHERS * window
@@ -146,16 +173,28 @@ def done() -> None:
     watcher().runners.pop(threading.get_ident(), None)
 
 
+def lending(on: bool) -> None:
+    """The calling thread starts (or stops) waiting for a nested call of its own.
+
+    Its task is then neither a task that waits nor one that computes: its
+    function is not learnt from (:mod:`.scheduling.local`), so tasks that run
+    nested calls start no burst of stand-ins.
+    """
+    clock = watcher().runners.get(threading.get_ident())
+    if clock is not None:
+        clock.lending = on
+
+
 class Watched(Protocol):
-    def wants_stand_in(self) -> bool | None:
-        """True: every running inline task waits and a task is ready to start
-        beside them; False: not now; None: stop watching me."""
+    def wants_stand_ins(self) -> int | None:
+        """How many stand-ins may start now, every running inline task waiting
+        (0: not now; None: stop watching me)."""
 
     def unwatched(self) -> None:
         """The watcher stopped watching (after ``None``); the call may ask again."""
 
-    def stand_in(self) -> bool:
-        """Start a stand-in for the next queued task; whether one started."""
+    def stand_in(self, count: int = 1) -> int:
+        """Start up to ``count`` stand-ins for the next queued tasks; how many started."""
 
 
 class Watcher:
@@ -194,13 +233,13 @@ class Watcher:
         for ident in [i for i in clocks if i not in holders]:
             del clocks[ident]
         idle = 0
-        for ident, native_id in holders.items():
+        for ident, (native_id, clock_id) in holders.items():
             clock = self.runners.get(ident) or clocks.get(ident)
-            if clock is None:
-                try:
-                    clock = clocks[ident] = Clock(ident, native_id)
-                except OSError:  # the thread just ended
+            if clock is None or (ident in clocks and clock._id != clock_id):
+                if clock_id is None:  # no CPU clock there
                     continue
+                # (A new thread may reuse the ident of one that has ended: its own clock.)
+                clock = clocks[ident] = Clock(clock_id, native_id)
             idle += clock.sample()
         for ident, clock in list(self.runners.items()):
             if ident not in holders:
@@ -227,13 +266,15 @@ class Watcher:
                 calls = list(self._calls)
             idle = self._idle_tokens()
             for call in calls:
-                verdict = call.wants_stand_in()
-                if verdict is None:
+                wanted = call.wants_stand_ins()
+                if wanted is None:
                     self.unwatch(call)
                     call.unwatched()
-                elif verdict and idle > 0 and call.stand_in():
-                    logger.debug("a stand-in beside waiting tasks (%d idle tokens here)", idle)
-                    idle -= 1
+                elif wanted and idle > 0:
+                    started = call.stand_in(wanted)
+                    if started:
+                        logger.debug("%d stand-ins beside waiting tasks (%d idle)", started, idle)
+                        idle -= 1  # the burst's stand-ins that compute use up tokens next time
 
 
 def watcher() -> Watcher:
