@@ -78,6 +78,24 @@ def meet(barrier: str, count: int = 2, timeout: float = 30.0) -> bool:
     return spin_until(lambda: len(os.listdir(barrier)) >= count, timeout)
 
 
+def hold(barrier: str, done: str) -> None:
+    """A top-level task that meets the case's other one at ``barrier``, then holds its CPU
+    (computing) until the case is over: until ``done``, a directory, is not empty."""
+    assert meet(barrier, 2)
+    spin_until(lambda: bool(os.listdir(done)), 60)
+
+
+def beside_a_holder(outer: Callable[[str, str], object]) -> None:
+    """Run ``outer(barrier, done)`` beside :func:`hold` in a pool of 2, and emit its result."""
+    import tempfile
+
+    from joblib import Parallel, delayed
+
+    with tempfile.TemporaryDirectory() as barrier, tempfile.TemporaryDirectory() as done:
+        out, _ = Parallel(n_jobs=2)([delayed(outer)(barrier, done), delayed(hold)(barrier, done)])
+    emit(out)
+
+
 def poll_until(done: Callable[[], bool], timeout: float, interval: float = 0.005) -> bool:
     """Look at ``done()`` every ``interval`` seconds, sleeping in between; whether it came true.
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import signal
-import tempfile
 import time
 
 import psutil
 from joblib import Parallel, delayed
 
-from children.common import busy, emit, meet, spin_until
+from children.common import beside_a_holder, busy, meet
 
 
 def leaf(i: int) -> list[int]:
@@ -45,16 +44,5 @@ def outer(barrier: str, done: str) -> dict[str, object]:
     }
 
 
-def hold(barrier: str, done: str) -> None:
-    assert meet(barrier, 2)
-    spin_until(lambda: bool(os.listdir(done)), 60)
-
-
-def main() -> None:
-    with tempfile.TemporaryDirectory() as barrier, tempfile.TemporaryDirectory() as done:
-        out, _ = Parallel(n_jobs=2)([delayed(outer)(barrier, done), delayed(hold)(barrier, done)])
-    emit(out)
-
-
 if __name__ == "__main__":
-    main()
+    beside_a_holder(outer)

@@ -8,12 +8,11 @@ once, over and over, for as long as the call had tasks queued.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 from joblib import Parallel, delayed
 
-from children.common import busy, emit, meet, spin_until
+from children.common import beside_a_holder, busy, meet
 
 
 def leaf(i: int) -> int:
@@ -37,16 +36,5 @@ def outer(barrier: str, done: str) -> dict[str, Any]:
     return {"results": results, "attempts": len(attempts)}
 
 
-def hold(barrier: str, done: str) -> None:
-    assert meet(barrier, 2)
-    spin_until(lambda: bool(os.listdir(done)), 60)
-
-
-def main() -> None:
-    with tempfile.TemporaryDirectory() as barrier, tempfile.TemporaryDirectory() as done:
-        out, _ = Parallel(n_jobs=2)([delayed(outer)(barrier, done), delayed(hold)(barrier, done)])
-    emit(out)
-
-
 if __name__ == "__main__":
-    main()
+    beside_a_holder(outer)

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 import time
 from typing import Any
 
 import psutil
 from joblib import Parallel, delayed
 
-from children.common import busy, count_free_tokens, emit, meet, poll_until, spin_until
+from children.common import (
+    beside_a_holder,
+    busy,
+    count_free_tokens,
+    meet,
+    poll_until,
+)
 
 
 def leaf(i: int) -> int:
@@ -61,16 +66,5 @@ def outer(barrier: str, done: str) -> dict[str, Any]:
     }
 
 
-def hold(barrier: str, done: str) -> None:
-    assert meet(barrier, 2)
-    spin_until(lambda: bool(os.listdir(done)), 60)
-
-
-def main() -> None:
-    with tempfile.TemporaryDirectory() as barrier, tempfile.TemporaryDirectory() as done:
-        out, _ = Parallel(n_jobs=2)([delayed(outer)(barrier, done), delayed(hold)(barrier, done)])
-    emit(out)
-
-
 if __name__ == "__main__":
-    main()
+    beside_a_holder(outer)

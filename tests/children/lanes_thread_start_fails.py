@@ -10,13 +10,18 @@ counted a lane starting for ever); the feeder died, failing the call.
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 from typing import Any
 
 from joblib import Parallel, delayed
 
-from children.common import busy, count_free_tokens, emit, meet, poll_until, spin_until
+from children.common import (
+    beside_a_holder,
+    busy,
+    count_free_tokens,
+    meet,
+    poll_until,
+)
 
 
 def leaf(i: int) -> int:
@@ -50,16 +55,5 @@ def outer(barrier: str, done: str) -> dict[str, Any]:
     return {"results": results, "error": error, "freed": freed, "refused": len(refused)}
 
 
-def hold(barrier: str, done: str) -> None:
-    assert meet(barrier, 2)
-    spin_until(lambda: bool(os.listdir(done)), 60)
-
-
-def main() -> None:
-    with tempfile.TemporaryDirectory() as barrier, tempfile.TemporaryDirectory() as done:
-        out, _ = Parallel(n_jobs=2)([delayed(outer)(barrier, done), delayed(hold)(barrier, done)])
-    emit(out)
-
-
 if __name__ == "__main__":
-    main()
+    beside_a_holder(outer)

@@ -77,7 +77,7 @@ class TopLevelPool:
         job: Future[Any] = Future()
         if callback is not None:
             job.add_done_callback(callback)
-        self._count_one()
+        self._count(1)
         self._relay.run(functools.partial(self._submit_for, func, job))
         return job
 
@@ -85,7 +85,7 @@ class TopLevelPool:
         if contract.aborting(self._backend.parallel):
             job.cancel()  # as joblib's _dispatch, which sends nothing once aborting
         if not job.set_running_or_notify_cancel():
-            self._uncount_one()
+            self._count(-1)
             return
         try:
             batch = self._submit(func, None, counted=True)
@@ -118,13 +118,13 @@ class TopLevelPool:
         """Send a batch to the pool (``counted``: it is in ``_in_flight`` already)."""
         assert self._ref is not None
         if not counted:
-            self._count_one()
+            self._count(1)
         paid = Paid(func, self._ref)
         try:
             job = contract.loky_submit(self._backend, paid, callback)
         except BaseException:  # the pool refused it (a worker died a moment before)
             self._unreserve()
-            self._uncount_one()
+            self._count(-1)
             raise
         job.add_done_callback(self._finished)
         if process.tracing is not None:
@@ -147,17 +147,11 @@ class TopLevelPool:
             return None
         return self._send(func, counted=True)
 
-    def _count_one(self) -> None:
+    def _count(self, batches: int) -> None:
+        """``batches`` more (or fewer) batches in flight, covered anew."""
         if self._ref is not None:
             with self._lock:
-                self._in_flight += 1
-                surplus = self._cover()
-            _hand_over(surplus, self)
-
-    def _uncount_one(self) -> None:
-        if self._ref is not None:
-            with self._lock:
-                self._in_flight -= 1
+                self._in_flight += batches
                 surplus = self._cover()
             _hand_over(surplus, self)
 
@@ -181,7 +175,7 @@ class TopLevelPool:
     def _stand_by(self) -> None:
         assert self._spares is not None
         if not self._spares.send_kept(functools.partial(self._send, counted=True)):
-            self._uncount_one()  # the call is over meanwhile
+            self._count(-1)  # the call is over meanwhile
         self._spares.send_idle()
 
     def _wanted(self) -> int:
