@@ -28,10 +28,14 @@ import sys
 import threading
 import time
 
+import joblib
 import numpy as np
 from joblib import Parallel, delayed
 
 from children.common import emit, spin
+
+#: joblib 1.3 has no "generator_unordered": its generator stands in.
+UNORDERED = "generator" if joblib.__version__.startswith("1.3.") else "generator_unordered"
 
 #: How long a stuck leaf sleeps; its nested call times out long before.
 STUCK = 0.4
@@ -88,7 +92,7 @@ def nested(kind: str) -> int:
         results.close()  # broken off
         return int(first)
     if kind == "unordered":
-        unordered = Parallel(n_jobs=2, return_as="generator_unordered")
+        unordered = Parallel(n_jobs=2, return_as=UNORDERED)
         return sum(unordered(delayed(leaf)(i) for i in range(4)))
     if kind == "threads":
         out: list[int] = []
