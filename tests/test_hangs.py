@@ -22,6 +22,7 @@ def test_a_thread_pool_aborted_during_the_exit_does_not_hang_it(budget: str) -> 
     assert out.stdout.split() == ["MAIN-DONE", "EXIT-REACHED"]
 
 
+@pytest.mark.slow
 def test_plain_joblib_hangs_in_the_same_interleaving() -> None:
     """The contrast: the gates force the hang, which only the plugin avoids."""
     with pytest.raises(subprocess.TimeoutExpired) as hung:
@@ -29,7 +30,10 @@ def test_plain_joblib_hangs_in_the_same_interleaving() -> None:
     assert "EXIT-REACHED" not in str(hung.value.stdout or b"")
 
 
-@pytest.mark.parametrize(("plugin", "hung"), [("1", [False, False]), ("0", [True, True])])
+@pytest.mark.parametrize(
+    ("plugin", "hung"),
+    [("1", [False, False]), pytest.param("0", [True, True], marks=pytest.mark.slow)],
+)
 def test_a_resize_under_a_dispatching_call_does_not_deadlock(plugin: str, hung: list[bool]) -> None:
     """loky resizes its executor for a call of another width while joblib dispatches the
     next batch of a running call from loky's manager thread (issue 28)."""

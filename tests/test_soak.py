@@ -21,6 +21,7 @@ pytest.importorskip("psutil")
 pytest.importorskip("numpy")
 
 
+@pytest.mark.slow
 def test_a_long_lived_process_stays_flat(tmp_path: Path) -> None:
     env = {"TMPDIR": str(tmp_path), "NEST_JOBLIB_CPUS": "4"}
     samples = run_child_json("soak", "500", "100", env=env, timeout=600)
