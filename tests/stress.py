@@ -22,9 +22,12 @@ resize it under each other).
 Each program runs in a fresh interpreter twice, one run at a time:
 ``NEST_JOBLIB=0`` (plain joblib), then the plugin, each with a private
 ``TMPDIR`` and ``JOBLIB_TEMP_FOLDER``. Plain joblib's run is the reference,
-not under test: one that does not finish within 30 s is made again, up to
-three times (CPython's ``ThreadPool`` once hung at exit, in its finalizer, in
-400 runs). :func:`check` holds the plugin's run to the invariants of P12 and P5:
+not under test: one that does not finish within 15 s is made again, up to
+three times (plain joblib deadlocks now and then in loky's resize, which the
+family of two widths makes, and at exit). Where it hung every time, there is
+no reference: the plugin's run must then finish within those 15 s and keep the
+invariants below that need none (all but the outcome). :func:`check` holds the
+plugin's run to the invariants of P12, P13 and P5:
 
 - the same outcome as plain joblib: the same value (``generator_unordered``
   matched by task), or an exception of the same class; with several failing
@@ -75,7 +78,7 @@ TIMEOUT = "multiprocessing.context.TimeoutError"
 BUILTIN_ERRORS = ("ValueError", "KeyError", "ZeroDivisionError")
 
 #: Plain joblib's runs take 3 s at most: one that takes this long hung, and is made again.
-PLAIN_TIMEOUT = 30.0
+PLAIN_TIMEOUT = 15.0
 PLAIN_ATTEMPTS = 3
 
 # -- the generator --------------------------------------------------------------------------
@@ -538,7 +541,9 @@ def check(program: dict[str, Any], plain: dict[str, Any], plugin: dict[str, Any]
         ]
     if "outcome" not in plugin:
         return [f"crashed (exit {plugin.get('crashed')}): {plugin['stdout']!r} {plugin['stderr']}"]
-    problems = Comparison(program).top(plain["outcome"], plugin["outcome"])
+    problems = (
+        Comparison(program).top(plain["outcome"], plugin["outcome"]) if "outcome" in plain else []
+    )
     tokens = plugin.get("tokens", {"ok": True})
     if not tokens["ok"]:
         problems.append(f"tokens not free {tokens['after']:.2f} s after the call: {tokens}")
@@ -569,9 +574,8 @@ def run_program(
             plain = run(program, "plain", where, timeout=PLAIN_TIMEOUT)
             if not plain["hung"] and "outcome" in plain:
                 break
-        else:
-            return program, [f"plain joblib itself did not finish: {plain}"]
-        bound = max(10.0, 5 * plain["seconds"])
+        # Plain joblib hung every time: no reference, and the plugin must finish.
+        bound = max(10.0, 5 * plain["seconds"]) if not plain["hung"] else PLAIN_TIMEOUT
         plugin = run(program, "plugin", workdir, timeout=bound)
         problems = check(program, plain, plugin)
         if problems:
