@@ -265,6 +265,15 @@ def escaping(call: dict[str, Any]) -> set[str]:
     return set() if call.get("catch") else raised_inside(call)
 
 
+def _threads_in_root(call: dict[str, Any]) -> bool:
+    """Whether threads of a task that runs in the root make calls (top-level calls there)."""
+    in_root = call.get("prefer") == "threads" or call["n_jobs"] in (None, 1)
+    return in_root and any(
+        task["kind"] == "threads" or any(_threads_in_root(sub) for sub in _subcalls(task))
+        for task in call["tasks"]
+    )
+
+
 def _may_raise(call: dict[str, Any]) -> bool:
     return bool(raised_inside(call) - {TIMEOUT})
 
@@ -291,12 +300,16 @@ class Comparison:
     Values are those of ``run_caught``: a list of ``[path, payload]``, or
     ``["caught", class, message]`` when a task caught its call's exception.
     On a budget of 1 the plugin nests exactly as plain joblib does, so it may
-    fail as plain joblib may (:data:`PLAIN_FAILURES`); otherwise never.
+    fail as plain joblib may (:data:`PLAIN_FAILURES`); and so where threads of a
+    task in the root make calls: they are top-level calls of the root, on its
+    one loky executor, under the plugin as in plain joblib, and an abort of one
+    shuts that executor down under the other. Otherwise never.
     """
 
     def __init__(self, program: dict[str, Any]) -> None:
         self.program = program
-        self.also = PLAIN_FAILURES if program["budget"] == 1 else frozenset()
+        plain_like = program["budget"] == 1 or _threads_in_root(program["call"])
+        self.also = PLAIN_FAILURES if plain_like else frozenset()
 
     def possible(self, call: dict[str, Any]) -> set[str]:
         return raised_inside(call) | self.also
