@@ -265,6 +265,24 @@ def escaping(call: dict[str, Any]) -> set[str]:
     return set() if call.get("catch") else raised_inside(call)
 
 
+#: Why a hang of a program with calls of two widths from threads of a task in the root
+#: is an expected failure for now (issue 28 stays open for it).
+RESIZE_HANG = (
+    "not fixed yet: calls of two widths from threads of a task in the root are top-level calls "
+    "on its one loky executor; one resizes it while the other's thread waits to submit, holding "
+    "its Parallel's lock, which joblib's callback on loky's manager thread needs, and the resize "
+    "waits for that manager thread (py-spy stacks of program 33). Under the plugin 3 of 60 runs "
+    "of the family hung (plain joblib 4 of 60, the plugin before 11 of 60)"
+)
+
+
+def known_hang(program: dict[str, Any], problems: list[str]) -> str | None:
+    """Why ``problems`` are an expected failure of ``program`` (``None``: they are not)."""
+    hung = bool(problems) and problems[0].startswith("hung")
+    widths = in_family(program, "widths") and _threads_in_root(program["call"])
+    return RESIZE_HANG if hung and widths else None
+
+
 def _threads_in_root(call: dict[str, Any]) -> bool:
     """Whether threads of a task that runs in the root make calls (top-level calls there)."""
     in_root = call.get("prefer") == "threads" or call["n_jobs"] in (None, 1)
@@ -665,8 +683,10 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     for seed in [s for s in seeds for _ in range(args.repeat)]:
         program, problems = run_program(seed, args.keep, given)
-        print(f"program {seed}: {'FAILED' if problems else 'ok'}", flush=True)
-        if problems:
+        known = known_hang(program, problems)
+        status = "ok" if not problems else ("expected failure: " + known if known else "FAILED")
+        print(f"program {seed}: {status}", flush=True)
+        if problems and not known:
             failed += 1
             print(report(seed, program, problems), flush=True)
             if not args.keep_going:

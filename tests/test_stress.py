@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from stress import report, run_program
+from stress import known_hang, report, run_program
 
 pytestmark = [pytest.mark.stress, pytest.mark.timeout(180)]
 
@@ -21,4 +21,7 @@ SEEDS = range(200)
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_generated_program_behaves_as_under_plain_joblib(seed: int) -> None:
     program, problems = run_program(seed)
+    known = known_hang(program, problems)
+    if known:
+        pytest.xfail(known)
     assert not problems, report(seed, program, problems)
